@@ -1,0 +1,102 @@
+"""Structured logging: one JSON object per line on stderr, bound to the current job (K-06).
+
+``bind(delivery=…, job=…, pr="o/r#7@abc1234")`` adds fields to every line logged inside it, across
+``await`` points (contextvars). Every line passes through the process :data:`SECRETS` set and the
+credential patterns before it is written; prompts and tool output are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from bot.redact import SecretSet
+
+SECRETS = SecretSet()
+"""Every secret this process holds; settings and token minting register theirs here."""
+
+_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("backend_review_log", default={})
+
+
+@contextlib.contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    token = _bound.set({**_bound.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        data.update(getattr(record, "bound", {}))
+        data.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            data["error"] = f"{type(exc).__name__}: {exc}"
+        line = json.dumps(data, default=str, ensure_ascii=False)
+        return SECRETS.scrub(line) if not SECRETS.find(line) else _blocked(data)
+
+
+def _blocked(data: dict[str, Any]) -> str:
+    """A line that carried one of our secrets in some form: keep only the safe skeleton."""
+    safe = {k: data[k] for k in ("ts", "level", "logger") if k in data}
+    safe["event"] = "log line withheld: it contained a secret"
+    return json.dumps(safe)
+
+
+class Logger:
+    """A thin wrapper: ``log.info("review posted", comments=3)``."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(
+                level, event, exc_info=exc_info, extra={"bound": dict(_bound.get()), "fields": fields}
+            )
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, False, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, False, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, False, fields)
+
+    def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+        self._log(logging.ERROR, event, exc_info, fields)
+
+
+def get_logger(name: str) -> Logger:
+    return Logger(name)
+
+
+def configure(level: str = "INFO", stream: Any = None) -> None:
+    """Install the JSON formatter on the ``bot`` logger (idempotent)."""
+    logger = logging.getLogger("bot")
+    logger.setLevel(level.upper())
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+__all__ = ["SECRETS", "JsonFormatter", "Logger", "bind", "configure", "get_logger"]

@@ -1,0 +1,124 @@
+"""Secret handling for everything that leaves the process (pure; O-05, K-03, K-06).
+
+Two layers:
+
+1. :class:`SecretSet` holds *our own* secrets (App private key, installation tokens, model key,
+   webhook secret). :meth:`SecretSet.find` detects them exactly and in encoded or partial forms:
+   base64, hex, URL-encoding, reversed, with separators between characters, or any run of at least
+   :data:`MIN_FRAGMENT` characters. A hit must block the send, not just redact it.
+2. :func:`redact_patterns` replaces credential-shaped strings (GitHub tokens, Anthropic/OpenAI keys,
+   AWS access keys, PEM blocks, JWTs) with a placeholder, whoever they belong to.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterable
+
+MIN_FRAGMENT = 12
+PLACEHOLDER = "[redacted]"
+
+_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    # classic tokens and the stateless ghs_<appid>_<jwt> installation-token format
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9_\-.]{16,}"),
+    re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),
+)
+
+_SEPARATORS = re.compile(r"[\s\-_.:,;|/\\'\"`*+]+")
+
+
+def redact_patterns(text: str) -> str:
+    """Replace credential-shaped substrings with :data:`PLACEHOLDER`."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(PLACEHOLDER, text)
+    return text
+
+
+def _variants(secret: str) -> set[str]:
+    raw = secret.encode()
+    out = {secret, secret[::-1], raw.hex(), raw.hex().upper(), urllib.parse.quote(secret, safe="")}
+    # base64 of the secret at each of the three alignments, so an encoded substring still matches
+    for shift in range(3):
+        chunk = raw[shift:]
+        for enc in (base64.b64encode(chunk), base64.urlsafe_b64encode(chunk)):
+            text = enc.decode().rstrip("=")
+            # the first and last characters depend on neighbouring bytes: keep only the stable middle
+            out.add(text[1:-2] if shift else text[:-2])
+    return {v for v in out if v}
+
+
+class SecretSet:
+    """Our own secret values, matched exactly and in encoded or partial forms. Thread-safe."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._windows: set[str] = set()
+        self._folded_windows: set[str] = set()
+        self._values: set[str] = set()
+        for s in secrets:
+            self.add(s)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:  # never show values
+        return f"SecretSet({len(self._values)} secrets)"
+
+    def add(self, secret: str | None) -> None:
+        """Register a secret. Values shorter than :data:`MIN_FRAGMENT` are matched exactly only."""
+        if not secret:
+            return
+        secret = secret.strip()
+        if len(secret) < 8:
+            return
+        windows: set[str] = set()
+        folded: set[str] = set()
+        for variant in _variants(secret):
+            n = min(MIN_FRAGMENT, len(variant))
+            for i in range(len(variant) - n + 1):
+                windows.add(variant[i : i + n])
+            compact = _SEPARATORS.sub("", variant).lower()
+            m = min(MIN_FRAGMENT, len(compact))
+            for i in range(len(compact) - m + 1):
+                folded.add(compact[i : i + m])
+        # a PEM key is mostly boilerplate: do not let its header alone count as a fragment
+        boring = {w for w in windows if w.strip("-").replace(" ", "").isalpha() and "PRIVATE" in secret}
+        with self._lock:
+            self._values.add(secret)
+            self._windows |= windows - boring
+            self._folded_windows |= {w for w in folded if not (w.isalpha() and "PRIVATE" in secret)}
+
+    def find(self, text: str) -> bool:
+        """True when ``text`` carries any registered secret, in any known form."""
+        if not self._values or not text:
+            return False
+        with self._lock:
+            windows, folded = self._windows, self._folded_windows
+            short = [v for v in self._values if len(v) < MIN_FRAGMENT]
+        if any(v in text for v in short):
+            return True
+        n = MIN_FRAGMENT
+        if any(text[i : i + n] in windows for i in range(len(text) - n + 1)):
+            return True
+        compact = _SEPARATORS.sub("", text).lower()
+        return any(compact[i : i + n] in folded for i in range(len(compact) - n + 1))
+
+    def scrub(self, text: str) -> str:
+        """Replace exact occurrences of registered secrets, then credential patterns."""
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for v in values:
+            text = text.replace(v, PLACEHOLDER)
+        return redact_patterns(text)
+
+
+__all__ = ["MIN_FRAGMENT", "PLACEHOLDER", "SecretSet", "redact_patterns"]

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.gitrepo import GitRepo, init_repo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WEBHOOKS = FIXTURES / "webhooks"
+SARIF_SCHEMA = FIXTURES / "sarif" / "sarif-schema-2.1.0.json"
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> GitRepo:
+    """An empty real git repository on branch main."""
+    return init_repo(tmp_path / "repo")
