@@ -21,7 +21,10 @@ from bot.redact import SecretSet
 SECRETS = SecretSet()
 """Every secret this process holds; settings and token minting register theirs here."""
 
-_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("backend_review_log", default={})
+_EMPTY: dict[str, Any] = {}
+_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "backend_review_log", default=_EMPTY  # never mutated: bind() sets a new dict
+)
 
 
 @contextlib.contextmanager
@@ -53,7 +56,7 @@ class JsonFormatter(logging.Formatter):
 
 def _blocked(data: dict[str, Any]) -> str:
     """A line that carried one of our secrets in some form: keep only the safe skeleton."""
-    safe = {k: data[k] for k in ("ts", "level", "logger") if k in data}
+    safe: dict[str, Any] = {k: data[k] for k in ("ts", "level", "logger") if k in data}
     safe["event"] = "log line withheld: it contained a secret"
     return json.dumps(safe)
 

@@ -107,9 +107,9 @@ class FileDiff:
     def hunk_index(self, new_line: int) -> int | None:
         """Index of the hunk whose RIGHT side holds ``new_line`` as an added/context line, else None."""
         for i, h in enumerate(self.hunks):
-            if h.new_start <= new_line < h.new_start + max(h.new_count, 1):
-                if any(ln.new_no == new_line and ln.kind != "-" for ln in h.lines):
-                    return i
+            in_span = h.new_start <= new_line < h.new_start + max(h.new_count, 1)
+            if in_span and any(ln.new_no == new_line and ln.kind != "-" for ln in h.lines):
+                return i
         return None
 
     def added_lines(self) -> Iterator[tuple[int, str]]:
