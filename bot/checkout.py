@@ -1,0 +1,570 @@
+"""Hardened git: fetch exactly one head (and base) SHA into a throwaway scratch directory (S-01…S-12).
+
+Everything a pull request controls stays data. Every git call:
+
+- runs as an argv list (never a shell) with a minimal environment built from scratch, so none of
+  the worker's model keys or tokens reach git (invariant 2, T-05);
+- carries ``-c`` overrides that switch off hooks, symlinks, fsmonitor, submodules, every transport
+  protocol, LFS and filter drivers, external diff drivers and attribute files (S-01…S-03);
+- ignores the system and global config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``);
+- is killed with its whole process group on timeout or cancellation, and reports failures as
+  :class:`~bot.errors.WorkspaceError` whose text is scrubbed of secrets (K-03).
+
+Layout of a workspace (the scratch directory is mode 0700 and always removed, S-11)::
+
+    <scratch>/git/    the git dir: outside the working tree, so the tools can never reach it (S-12)
+    <scratch>/tree/   the head commit's files; symlinks are plain files holding the target (S-05)
+
+The fetch credential travels only in ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``
+of the fetch process: never in argv, the URL or ``.git/config`` (S-12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import stat
+import tempfile
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import BudgetExceeded, WorkspaceError
+from bot.log import SECRETS, get_logger
+from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
+
+log = get_logger(__name__)
+
+# Overrides given to every git call. Each is a real git option (see git-config(1)).
+HARDENING: tuple[str, ...] = (
+    "core.hooksPath=/dev/null",  # no hook from anywhere ever runs (S-01)
+    "core.symlinks=false",  # links are checked out as plain files holding the target (S-05)
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.askPass=",
+    "core.protectNTFS=true",  # refuse tree entries that alias .git on other filesystems (S-08)
+    "core.protectHFS=true",
+    "credential.helper=",  # an empty value resets the helper list
+    "submodule.recurse=false",  # submodules are never initialised or fetched (S-02)
+    "fetch.recurseSubmodules=false",
+    "protocol.allow=never",  # every transport is off; a fetch re-enables only its own scheme
+    "protocol.file.allow=never",
+    "protocol.version=2",  # v2 serves any reachable object, so a fetch can name a bare SHA (C-05)
+    "transfer.fsckObjects=true",  # malformed trees and .gitmodules are rejected at fetch (S-08)
+    "fetch.fsckObjects=true",
+    "receive.fsckObjects=true",
+    "filter.lfs.smudge=",  # no LFS download, no LFS endpoint contacted (S-03)
+    "filter.lfs.clean=",
+    "filter.lfs.process=",
+    "filter.lfs.required=false",
+    "diff.external=",
+    "http.followRedirects=false",  # the auth header must not follow a redirect elsewhere
+    "gc.auto=0",  # no background gc/maintenance child outliving the call
+    "maintenance.auto=false",
+    "safe.bareRepository=explicit",  # a bare repo embedded in a checkout is never auto-discovered
+    "advice.detachedHead=false",
+    "init.defaultBranch=main",
+)
+
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_SHA = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+_STDERR_TAIL = 2000
+_DEFAULT_DEPTH = 50
+_MAX_DEPTH = 20_000
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+# S-01: the first patched release in each affected series (CVE-2025-48384 and friends).
+_PATCHED: dict[int, int] = {43: 7, 44: 4, 45: 4, 46: 4, 47: 3, 48: 2, 49: 1, 50: 1}
+
+
+def check_git_version(version_text: str) -> str | None:
+    """A warning when ``git --version`` output names a release older than the S-01 patched ones.
+
+    It warns rather than refuses: distributions backport fixes without changing the version.
+    """
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version_text)
+    if not m:
+        return f"could not parse the git version from {version_text.strip()[:80]!r}; make sure git is patched"
+    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    found = f"{major}.{minor}.{patch}"
+    advice = "use at least 2.43.7/2.44.4/2.45.4/2.46.4/2.47.3/2.48.2/2.49.1/2.50.1 in its series"
+    if major < 2 or (major == 2 and minor < min(_PATCHED)):
+        return f"git {found} predates the fixes for CVE-2025-48384 and related bugs; {advice}"
+    if major == 2 and minor in _PATCHED and patch < _PATCHED[minor]:
+        return f"git {found} lacks the fixes for CVE-2025-48384 and related bugs; {advice}"
+    return None
+
+
+def git_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a git child, built from scratch: nothing from ``os.environ``."""
+    env = {
+        "PATH": _child_path(),
+        "HOME": "/nonexistent",
+        "XDG_CONFIG_HOME": "/nonexistent",
+        "LANG": "C",
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_SYSTEM": "/dev/null",
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_LFS_SKIP_SMUDGE": "1",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_PAGER": "cat",
+    }
+    env.update(extra_env or {})
+    return env
+
+
+def _git_executable() -> str:
+    found = shutil.which("git")
+    if found is None:
+        raise WorkspaceError("git is not installed")
+    return found
+
+
+def _child_path() -> str:
+    found = shutil.which("git")
+    directory = os.path.dirname(found) if found else ""
+    return f"{directory}:{_BASE_PATH}" if directory and directory not in _BASE_PATH.split(":") else _BASE_PATH
+
+
+def _credential_values(extra_env: Mapping[str, str]) -> list[str]:
+    """Every form of a credential passed through GIT_CONFIG_VALUE_n: whole, per word, decoded."""
+    out: list[str] = []
+    for key, value in extra_env.items():
+        if not key.startswith("GIT_CONFIG_VALUE_"):
+            continue
+        out.append(value)
+        for word in value.split():
+            out.append(word)
+            with contextlib.suppress(ValueError):
+                decoded = base64.b64decode(word, validate=True).decode("utf-8")
+                out.append(decoded)
+                out.extend(decoded.split(":"))
+    return [v for v in out if len(v) >= 8]
+
+
+def _scrub(text: str, extra_env: Mapping[str, str]) -> str:
+    local = SecretSet(_credential_values(extra_env))
+    for value in sorted(_credential_values(extra_env), key=len, reverse=True):
+        text = text.replace(value, PLACEHOLDER)
+    text = redact_patterns(SECRETS.scrub(local.scrub(text)))
+    if local.find(text) or SECRETS.find(text):
+        return "[git output withheld: it contained a secret]"
+    return text
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # start_new_session made the child a group leader: this also ends git-remote-https & co.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Drain and wait for a killed child so no pipe or transport is left open."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(proc.communicate(), 5)
+
+
+async def _exec_git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    extra_env: Mapping[str, str] | None,
+    timeout: float,  # noqa: ASYNC109 - on expiry the whole process group is killed
+    input: bytes | None,
+) -> tuple[int, bytes, str]:
+    extra = dict(extra_env or {})
+    argv = [_git_executable(), "--no-pager"]
+    for option in HARDENING:
+        argv += ["-c", option]
+    argv += list(args)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=git_env(extra),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise WorkspaceError(f"could not run git: {exc.strerror or type(exc).__name__}") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+    except TimeoutError:
+        _kill_group(proc)
+        await _reap(proc)
+        raise WorkspaceError(f"git {_verb(args)} timed out after {timeout:g} s") from None
+    except BaseException:  # cancellation: never leave git running in a directory being removed
+        _kill_group(proc)
+        await asyncio.shield(_reap(proc))
+        raise
+    rc = proc.returncode if proc.returncode is not None else -1
+    return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra)
+
+
+def _verb(args: Sequence[str]) -> str:
+    """The git subcommand in ``args`` (skipping leading global options), for error messages."""
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-c", "-C", "--git-dir", "--work-tree"):
+            skip = True
+        elif not a.startswith("-"):
+            return a
+    return "command"
+
+
+async def run_git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 120,  # noqa: ASYNC109 - on expiry the whole process group is killed
+    input: bytes | None = None,
+) -> bytes:
+    """Run hardened git with ``args``; return stdout. Any failure raises a scrubbed WorkspaceError."""
+    rc, out, err = await _exec_git(args, cwd=cwd, extra_env=extra_env, timeout=timeout, input=input)
+    if rc != 0:
+        raise WorkspaceError(f"git {_verb(args)} failed (exit {rc}): {err or 'no message'}")
+    return out
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """Where to fetch from; only the remote and its authentication differ between sources."""
+
+    url: str
+    auth_header: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def local(cls, path: Path) -> GitSource:
+        return cls(str(Path(path).resolve()))
+
+    @classmethod
+    def https(cls, url: str, token: str) -> GitSource:
+        """An https remote with an installation token as the ``x-access-token`` basic credential.
+
+        Plain ``http`` is accepted only for loopback hosts (the test harness's git remote).
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise WorkspaceError("credentials must not be part of the git URL")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            raise WorkspaceError("plain http is allowed only for loopback git remotes")
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise WorkspaceError("the git remote must be an https URL")
+        if any(ord(c) < 0x21 for c in url):
+            raise WorkspaceError("the git URL contains control characters or spaces")
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        return cls(url, f"AUTHORIZATION: basic {basic}")
+
+    @property
+    def is_local(self) -> bool:
+        return self.url.startswith("/")
+
+    def fetch_config(self) -> tuple[list[str], dict[str, str]]:
+        """The ``-c`` arguments and environment that let exactly this remote be fetched."""
+        if self.is_local:
+            # A plain local path counts as the "file" protocol. Allowing it here is safe: only for
+            # this top-level fetch, and the path is the user's own repository (the local CLI), never
+            # a value from a pull request; submodules stay impossible because nothing recurses.
+            args = ["-c", "protocol.file.allow=always"]
+        else:
+            args = ["-c", f"protocol.{urllib.parse.urlsplit(self.url).scheme}.allow=always"]
+        env: dict[str, str] = {}
+        if self.auth_header:
+            env = {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": self.auth_header,
+            }
+        return args, env
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_sha(sha: str, what: str) -> str:
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise WorkspaceError(f"{what} must be a full lowercase commit SHA")
+    return sha
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A checkout of ``head_sha`` at ``path``; its git dir lives outside the tree at ``git_dir``."""
+
+    path: Path
+    head_sha: str
+    base_sha: str | None
+    merge_base: str | None
+    git_dir: Path
+    source: GitSource | None = field(default=None, repr=False, compare=False)
+    depth: int = field(default=_DEFAULT_DEPTH, repr=False, compare=False)
+
+    async def git(self, args: Sequence[str]) -> bytes:
+        """Run hardened git against this workspace's git dir (no working tree)."""
+        return await run_git(["--git-dir", str(self.git_dir), *args], cwd=self.git_dir)
+
+    async def has_commit(self, sha: str) -> bool:
+        rc, _, _ = await _exec_git(
+            ["--git-dir", str(self.git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
+            cwd=self.git_dir,
+            extra_env=None,
+            timeout=30,
+            input=None,
+        )
+        return rc == 0
+
+    async def diff(self, *, context: int = 3, base: str | None = None) -> str:
+        """The unified diff from the merge base (or ``base``, e.g. a previously reviewed head) to head."""
+        start = base if base is not None else (self.merge_base or self.base_sha)
+        if start is None:
+            raise WorkspaceError("no base commit to diff against")
+        _check_sha(start, "diff base")
+        if base is not None and not await self.has_commit(base) and self.source is not None:
+            await _fetch(self.git_dir, self.source, [base], self.depth)
+        out = await self.git(
+            [
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--find-renames",
+                "--submodule=short",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                f"-U{max(0, int(context))}",
+                start,
+                self.head_sha,
+                "--",
+            ]
+        )
+        return out.decode("utf-8", "replace")
+
+
+async def _fetch(git_dir: Path, source: GitSource, shas: Iterable[str], depth: int | None) -> None:
+    config, env = source.fetch_config()
+    depth_args = [f"--depth={depth}"] if depth else []
+    await run_git(
+        [
+            "--git-dir",
+            str(git_dir),
+            *config,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-recurse-submodules",
+            "--no-write-fetch-head",
+            *depth_args,
+            "--",
+            source.url,
+            *shas,
+        ],
+        cwd=git_dir,
+        extra_env=env,
+        timeout=300,
+    )
+
+
+async def _is_shallow(git_dir: Path) -> bool:
+    out = await run_git(["--git-dir", str(git_dir), "rev-parse", "--is-shallow-repository"], cwd=git_dir)
+    return out.strip() == b"true"
+
+
+async def _merge_base_in(git_dir: Path, a: str, b: str) -> str | None:
+    rc, out, err = await _exec_git(
+        ["--git-dir", str(git_dir), "merge-base", a, b], cwd=git_dir, extra_env=None, timeout=60, input=None
+    )
+    if rc == 1 and not out.strip():
+        return None
+    if rc != 0:
+        raise WorkspaceError(f"git merge-base failed (exit {rc}): {err or 'no message'}")
+    return out.decode().strip() or None
+
+
+async def _check_size(git_dir: Path, sha: str, max_files: int | None, max_bytes: int | None) -> None:
+    """S-09: refuse an oversized tree from its listing, before anything is written to disk."""
+    out = await run_git(["--git-dir", str(git_dir), "ls-tree", "-r", "-l", "-z", sha], cwd=git_dir)
+    files = 0
+    total = 0
+    for entry in out.split(b"\0"):
+        if not entry:
+            continue
+        meta = entry.split(b"\t", 1)[0].split()
+        files += 1
+        if len(meta) == 4 and meta[3].isdigit():
+            total += int(meta[3])
+    if max_files is not None and files > max_files:
+        raise BudgetExceeded(f"the head tree has {files} files (limit {max_files})")
+    if max_bytes is not None and total > max_bytes:
+        raise BudgetExceeded(f"the head tree has {total} bytes (limit {max_bytes})")
+
+
+def _remove(path: Path) -> None:
+    def onerror(func: object, p: str, exc: object) -> None:
+        # a read-only directory inside the tree: make it writable and retry once
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), stat.S_IRWXU)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.unlink(p)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+@contextlib.asynccontextmanager
+async def workspace(
+    source: GitSource,
+    head_sha: str,
+    base_sha: str | None = None,
+    *,
+    scratch_root: Path | None = None,
+    depth: int | None = None,
+    fetch_base: bool = True,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+) -> AsyncIterator[Workspace]:
+    """Fetch ``head_sha`` (and ``base_sha``) by SHA and check the head out; always clean up.
+
+    History is fetched shallow (``depth``, default 50) and deepened fourfold until the merge base
+    of head and base is found or the history is complete. A partial clone (``--filter=blob:none``)
+    would make every later diff or checkout fetch blobs lazily, so it is not used.
+    """
+    _check_sha(head_sha, "head SHA")
+    if base_sha is not None:
+        _check_sha(base_sha, "base SHA")
+    start_depth = depth or _DEFAULT_DEPTH
+    scratch = Path(tempfile.mkdtemp(prefix="br-ws-", dir=scratch_root))  # mkdtemp: mode 0700
+    try:
+        git_dir = scratch / "git"
+        tree = scratch / "tree"
+        tree.mkdir(mode=0o700)
+        # --template= (empty): no sample hooks or info files are copied in (S-01)
+        await run_git(["init", "--quiet", "--bare", "--template=", str(git_dir)], cwd=scratch)
+        wanted = [head_sha] + ([base_sha] if base_sha and fetch_base and base_sha != head_sha else [])
+        await _fetch(git_dir, source, wanted, start_depth)
+        found_base: str | None = None
+        if base_sha is not None and fetch_base:
+            found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+            current = start_depth
+            while found_base is None and await _is_shallow(git_dir):
+                current *= 4
+                await _fetch(git_dir, source, wanted, current if current <= _MAX_DEPTH else None)
+                if current > _MAX_DEPTH:
+                    break
+                found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+            if found_base is None:
+                found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+        if max_files is not None or max_bytes is not None:
+            await _check_size(git_dir, head_sha, max_files, max_bytes)
+        common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+        await run_git(
+            [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
+            cwd=tree,
+            timeout=300,
+        )
+        checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
+        if checked.strip() != head_sha:
+            raise WorkspaceError("the checked-out HEAD is not the requested commit")
+        log.info("workspace ready", head=head_sha[:12], merge_base=(found_base or "")[:12])
+        yield Workspace(
+            path=tree,
+            head_sha=head_sha,
+            base_sha=base_sha,
+            merge_base=found_base,
+            git_dir=git_dir,
+            source=source,
+            depth=start_depth,
+        )
+    finally:
+        # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
+        _remove(scratch)
+
+
+async def resolve_ref(repo: Path, ref: str) -> str:
+    """The commit SHA a ref names in a local repository (local CLI)."""
+    if not ref or ref.startswith("-") or any(ord(c) < 0x20 for c in ref):
+        raise WorkspaceError(f"not a valid ref: {ref!r}")
+    out = await run_git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo
+    )
+    return out.decode().strip()
+
+
+async def merge_base(repo: Path, a: str, b: str) -> str | None:
+    """The best common ancestor of ``a`` and ``b`` in a local repository, or None when unrelated."""
+    for ref in (a, b):
+        if not ref or ref.startswith("-"):
+            raise WorkspaceError(f"not a valid ref: {ref!r}")
+    rc, out, err = await _exec_git(
+        ["merge-base", "--end-of-options", a, b], cwd=repo, extra_env=None, timeout=60, input=None
+    )
+    if rc == 1 and not out.strip():
+        return None
+    if rc != 0:
+        raise WorkspaceError(f"git merge-base failed (exit {rc}): {err or 'no message'}")
+    return out.decode().strip()
+
+
+async def default_branch(repo: Path) -> str | None:
+    """The local repository's default branch: origin/HEAD's target, else main, else master."""
+    rc, out, _ = await _exec_git(
+        ["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
+        cwd=repo,
+        extra_env=None,
+        timeout=30,
+        input=None,
+    )
+    target = out.decode().strip()
+    if rc == 0 and target.startswith("refs/remotes/"):
+        return target.removeprefix("refs/remotes/")
+    for name in ("main", "master"):
+        rc, _, _ = await _exec_git(
+            ["show-ref", "--verify", "--quiet", f"refs/heads/{name}"],
+            cwd=repo,
+            extra_env=None,
+            timeout=30,
+            input=None,
+        )
+        if rc == 0:
+            return name
+    return None
+
+
+__all__ = [
+    "HARDENING",
+    "GitSource",
+    "Workspace",
+    "check_git_version",
+    "default_branch",
+    "git_env",
+    "merge_base",
+    "resolve_ref",
+    "run_git",
+    "workspace",
+]
