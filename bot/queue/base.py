@@ -5,20 +5,47 @@ request (``ReviewJob.pr_key``) at most one job running and at most one pending; 
 head replaces the pending job. A claimed job holds a lease; a worker that dies loses its lease and
 the job is claimed again. Failed attempts back off exponentially, honouring ``retry_after``; after
 ``max_attempts`` the job is dead and its failure is reported.
+
+The rules, in the order ``enqueue`` applies them (one transaction):
+
+1. The ``X-GitHub-Delivery`` id was recorded before → ``DUPLICATE_DELIVERY`` (W-04). Ids are recorded
+   only when the call queues work (``ACCEPTED``/``REPLACED``/``COALESCED``), in the same transaction,
+   and kept for :data:`DELIVERY_RETENTION_SECONDS` (``prune``).
+2. A job with the same :func:`semantic_key` (installation, repo, PR, head SHA, trigger comment id) is
+   pending, running or done → ``DUPLICATE_KEY``; it failed for good → ``DEAD_LETTERED`` (D-05: a
+   redelivery never re-queues a job that exhausted its attempts).
+3. The PR has a pending job for the same head → ``COALESCED`` into it (C-07: a flood of commands is
+   one run plus at most one queued; ``full=True`` is merged in).
+4. The PR has a pending job for another head → that job becomes ``SUPERSEDED`` and the new one takes
+   its place in line (``REPLACED``); ``delay_seconds`` restarts, so a push storm is debounced (D-03).
+5. Otherwise → ``ACCEPTED``.
+
+``claim`` takes the oldest runnable job (pending with ``run_after`` reached, or running with an
+expired lease) whose PR has no other job running, optionally keeping at most
+``max_running_per_installation`` live leases per installation (D-04). Every later call on the
+claimed job (``heartbeat``/``complete``/``retry``/``fail``) acts only while the lease token matches, so
+a worker whose lease was taken over cannot overwrite the new owner's work. ``retry`` of a job whose
+PR meanwhile got a pending job supersedes it instead (the pending job reviews a newer state).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.models import ReviewJob
+from bot.models import PullRequestRef, ReviewJob
+
+DELIVERY_RETENTION_SECONDS = 8 * 24 * 3600.0
+"""How long delivery ids are remembered: GitHub lets a delivery be redelivered for 7 days (W-04)."""
 
 
 class EnqueueOutcome(StrEnum):
     ACCEPTED = "accepted"  # a new pending job
     REPLACED = "replaced"  # a newer head replaced the pending job of the same PR
+    COALESCED = "coalesced"  # merged into the PR's pending job for the same head (C-07)
     DUPLICATE_DELIVERY = "duplicate_delivery"  # the X-GitHub-Delivery id was seen before
     DUPLICATE_KEY = "duplicate_key"  # same PR, head and trigger comment already queued/running/done
     DEAD_LETTERED = "dead_lettered"  # the same semantic key already failed for good (D-05)
@@ -27,7 +54,7 @@ class EnqueueOutcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class EnqueueResult:
     outcome: EnqueueOutcome
-    job_id: str | None = None
+    job_id: str | None = None  # the job that will do the work (for COALESCED/DUPLICATE_KEY: the existing one)
 
     @property
     def created(self) -> bool:
@@ -50,10 +77,34 @@ class JobState(StrEnum):
     SUPERSEDED = "superseded"  # replaced by a newer head before it ran
 
 
-class ReviewQueue(Protocol):
-    async def enqueue(self, job: ReviewJob) -> EnqueueResult: ...
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's recorded history (W-04: every job's outcome is kept). Times are Unix epoch seconds."""
 
-    async def claim(self, worker_id: str, lease_seconds: float) -> ClaimedJob | None:
+    id: str
+    job: ReviewJob
+    state: JobState
+    outcome: str | None
+    error: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    run_after: float
+    finished_at: float | None
+
+    @property
+    def pr_key(self) -> str:
+        return self.job.pr_key
+
+
+class ReviewQueue(Protocol):
+    async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
+        """Queue ``job`` (runnable after ``delay_seconds``) following the rules in the module docstring."""
+        ...
+
+    async def claim(
+        self, worker_id: str, lease_seconds: float, *, max_running_per_installation: int | None = None
+    ) -> ClaimedJob | None:
         """Take the oldest runnable job whose PR has nothing running, or None."""
         ...
 
@@ -73,4 +124,46 @@ class ReviewQueue(Protocol):
 
     async def state(self, job_id: str) -> JobState | None: ...
 
+    async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
+        """Every recorded job (of one PR), oldest first."""
+        ...
+
+    async def prune(self, older_than_seconds: float = DELIVERY_RETENTION_SECONDS) -> int:
+        """Forget delivery ids older than ``older_than_seconds``; returns how many were removed."""
+        ...
+
     async def close(self) -> None: ...
+
+
+def semantic_key(job: ReviewJob) -> str:
+    """The W-04 idempotency key: installation, repo, PR, head SHA and trigger comment id."""
+    return f"{job.pr_key}@{job.head_sha}:{job.comment_id if job.comment_id is not None else '-'}"
+
+
+def job_to_json(job: ReviewJob) -> str:
+    return json.dumps(dataclasses.asdict(job), separators=(",", ":"), sort_keys=True)
+
+
+def job_from_json(text: str) -> ReviewJob:
+    data: dict[str, Any] = json.loads(text)
+    return ReviewJob(**{**data, "pr": PullRequestRef(**data["pr"])})
+
+
+def with_full(text: str) -> str:
+    """The stored job with ``full=True`` (a coalesced ``/backend-review full`` widens the pending run)."""
+    return job_to_json(dataclasses.replace(job_from_json(text), full=True))
+
+
+__all__ = [
+    "DELIVERY_RETENTION_SECONDS",
+    "ClaimedJob",
+    "EnqueueOutcome",
+    "EnqueueResult",
+    "JobRecord",
+    "JobState",
+    "ReviewQueue",
+    "job_from_json",
+    "job_to_json",
+    "semantic_key",
+    "with_full",
+]

@@ -1,0 +1,338 @@
+"""The scale-out queue: the same two tables as the SQLite queue, in Postgres, over psycopg 3 async.
+
+Why not procrastinate's job table: its ``queueing_lock`` keeps one *pending* job per key but rejects
+the newcomer, where we must REPLACE the pending job with the newer head (and restart its debounce),
+coalesce a command into it, and dead-letter on the semantic key; its ``lock`` serialises running jobs
+but has no lease token, so a worker whose job was taken over could still finish it. Those rules,
+plus the delivery-dedupe table, would be extra SQL around procrastinate's own schema, migrations and
+worker — more code than the ~20 statements below, which mirror ``sqlite.py`` one to one so both
+backends pass the same contract suite (tests/test_queue_contract.py). Any number of
+``backend-review worker`` processes on any machines share one database.
+
+Concurrency: every write to one PR's pending slot (``enqueue``, ``retry``) first takes a transaction
+advisory lock on the PR key, so two deliveries for one PR serialise. ``claim`` takes one global
+advisory lock (claims are rare next to enqueues: one per review) so the per-installation count is
+exact, and selects with ``FOR UPDATE SKIP LOCKED`` so it never waits on a pending row an enqueue is
+replacing. Partial unique indexes (one ``pending`` and one ``running`` row per PR) back both up.
+Times are the database's clock (epoch seconds), so workers on machines with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from bot.models import ReviewJob
+from bot.queue.base import (
+    DELIVERY_RETENTION_SECONDS,
+    ClaimedJob,
+    EnqueueOutcome,
+    EnqueueResult,
+    JobRecord,
+    JobState,
+    job_from_json,
+    job_to_json,
+    semantic_key,
+    with_full,
+)
+
+_CLAIM_LOCK = 0x6272_636C_6169_6D  # "brclaim": the global claim lock's key
+
+_SCHEMA = """
+CREATE OR REPLACE FUNCTION br_now() RETURNS float8 LANGUAGE sql VOLATILE
+    AS 'SELECT extract(epoch from clock_timestamp())::float8';
+CREATE TABLE IF NOT EXISTS review_jobs (
+    seq bigserial PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    pr_key text NOT NULL,
+    sem_key text NOT NULL,
+    installation_id bigint,
+    head_sha text NOT NULL,
+    job text NOT NULL,
+    state text NOT NULL,
+    outcome text,
+    error text,
+    attempts integer NOT NULL DEFAULT 0,
+    queued_at float8 NOT NULL,
+    created_at float8 NOT NULL,
+    updated_at float8 NOT NULL,
+    run_after float8 NOT NULL,
+    finished_at float8,
+    lease_token text,
+    lease_expires float8,
+    worker_id text
+);
+CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending ON review_jobs(pr_key) WHERE state = 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_running ON review_jobs(pr_key) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS review_jobs_sem ON review_jobs(sem_key);
+CREATE INDEX IF NOT EXISTS review_jobs_pr ON review_jobs(pr_key, seq);
+CREATE INDEX IF NOT EXISTS review_jobs_active ON review_jobs(queued_at, seq)
+    WHERE state IN ('pending', 'running');
+CREATE TABLE IF NOT EXISTS review_deliveries (
+    id text PRIMARY KEY,
+    received_at float8 NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
+"""
+
+_CLAIM = """
+SELECT id, job, attempts FROM review_jobs AS j
+WHERE ((j.state = 'pending' AND j.run_after <= %(now)s
+        AND NOT EXISTS (SELECT 1 FROM review_jobs AS r WHERE r.pr_key = j.pr_key AND r.state = 'running'))
+    OR (j.state = 'running' AND j.lease_expires <= %(now)s))
+  AND (%(limit)s::int IS NULL OR (SELECT count(*) FROM review_jobs AS r
+        WHERE r.state = 'running' AND r.lease_expires > %(now)s
+          AND r.installation_id IS NOT DISTINCT FROM j.installation_id AND r.id != j.id) < %(limit)s::int)
+ORDER BY j.queued_at, j.seq
+LIMIT 1
+FOR UPDATE OF j SKIP LOCKED
+"""
+
+_RECORD_COLUMNS = "id, job, state, outcome, error, attempts, created_at, updated_at, run_after, finished_at"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        job=job_from_json(row[1]),
+        state=JobState(row[2]),
+        outcome=row[3],
+        error=row[4],
+        attempts=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        run_after=row[8],
+        finished_at=row[9],
+    )
+
+
+class _Rollback(Exception):
+    """Undo the transaction (the delivery id is recorded only when work was queued) and answer."""
+
+    def __init__(self, result: EnqueueResult) -> None:
+        super().__init__(result.outcome.value)
+        self.result = result
+
+
+class PostgresQueue:
+    """A :class:`~bot.queue.base.ReviewQueue` in Postgres, for several worker processes."""
+
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 16) -> None:
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"invalid schema name: {schema!r}")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    async def _ready(self) -> AsyncConnectionPool:
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                if self._closed:
+                    raise RuntimeError("queue is closed")
+                kwargs: dict[str, Any] = {}
+                if self._schema is not None:
+                    kwargs["options"] = f"-c search_path={self._schema}"
+                pool = AsyncConnectionPool(
+                    self._dsn, kwargs=kwargs, min_size=self._min_size, max_size=self._max_size, open=False
+                )
+                await pool.open(wait=True)
+                async with pool.connection() as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+                    await conn.execute(_SCHEMA)
+                self._pool = pool
+        return self._pool
+
+    async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
+        pool = await self._ready()
+        text = job_to_json(job)
+        key = semantic_key(job)
+        job_id = uuid.uuid4().hex
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT br_now() FROM pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.pr_key,)
+                )
+                now = (await cur.fetchone() or (0.0,))[0]
+                cur = await conn.execute("SELECT 1 FROM review_deliveries WHERE id = %s", (job.delivery_id,))
+                if await cur.fetchone():
+                    raise _Rollback(EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY))
+                cur = await conn.execute(
+                    "SELECT id, state FROM review_jobs WHERE sem_key = %s AND state != 'superseded' "
+                    "ORDER BY state = 'failed' DESC LIMIT 1",
+                    (key,),
+                )
+                dup = await cur.fetchone()
+                if dup is not None:
+                    failed = dup[1] == JobState.FAILED
+                    outcome = EnqueueOutcome.DEAD_LETTERED if failed else EnqueueOutcome.DUPLICATE_KEY
+                    raise _Rollback(EnqueueResult(outcome, dup[0]))
+                cur = await conn.execute(
+                    "SELECT id, head_sha, job, queued_at FROM review_jobs "
+                    "WHERE pr_key = %s AND state = 'pending' FOR UPDATE",
+                    (job.pr_key,),
+                )
+                pending = await cur.fetchone()
+                queued_at = now
+                if pending is not None and pending[1] == job.head_sha:
+                    if job.full:
+                        await conn.execute(
+                            "UPDATE review_jobs SET job = %s, updated_at = %s WHERE id = %s",
+                            (with_full(pending[2]), now, pending[0]),
+                        )
+                    result = EnqueueResult(EnqueueOutcome.COALESCED, pending[0])
+                else:
+                    outcome = EnqueueOutcome.ACCEPTED
+                    if pending is not None:
+                        await conn.execute(
+                            "UPDATE review_jobs SET state = 'superseded', outcome = %s, updated_at = %s, "
+                            "finished_at = %s WHERE id = %s",
+                            (f"replaced by {job_id}", now, now, pending[0]),
+                        )
+                        queued_at = pending[3]  # the newer head keeps the PR's place in line
+                        outcome = EnqueueOutcome.REPLACED
+                    await conn.execute(
+                        "INSERT INTO review_jobs (id, pr_key, sem_key, installation_id, head_sha, job, "
+                        "state, queued_at, created_at, updated_at, run_after) "
+                        "VALUES (%s,%s,%s,%s,%s,%s,'pending',%s,%s,%s,%s)",
+                        (job_id, job.pr_key, key, job.pr.installation_id, job.head_sha, text, queued_at, now,
+                         now, now + max(0.0, delay_seconds)),
+                    )  # fmt: skip
+                    result = EnqueueResult(outcome, job_id)
+                cur = await conn.execute(
+                    "INSERT INTO review_deliveries (id, received_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (job.delivery_id, now),
+                )
+                if cur.rowcount != 1:  # the same id raced in for another PR and committed first
+                    raise _Rollback(EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY))
+        except _Rollback as answer:
+            return answer.result
+        return result
+
+    async def claim(
+        self, worker_id: str, lease_seconds: float, *, max_running_per_installation: int | None = None
+    ) -> ClaimedJob | None:
+        pool = await self._ready()
+        token = uuid.uuid4().hex
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT br_now() FROM pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            now = (await cur.fetchone() or (0.0,))[0]
+            cur = await conn.execute(_CLAIM, {"now": now, "limit": max_running_per_installation})
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await conn.execute(
+                "UPDATE review_jobs SET state = 'running', lease_token = %s, lease_expires = %s, "
+                "worker_id = %s, attempts = attempts + 1, updated_at = %s WHERE id = %s",
+                (token, now + lease_seconds, worker_id, now, row[0]),
+            )
+        return ClaimedJob(id=row[0], job=job_from_json(row[1]), attempt=row[2] + 1, lease_token=token)
+
+    async def _owned(
+        self, conn: psycopg.AsyncConnection[Any], claimed: ClaimedJob, sets: str, args: tuple[Any, ...]
+    ) -> bool:
+        cur = await conn.execute(
+            f"UPDATE review_jobs SET {sets} WHERE id = %s AND lease_token = %s AND state = 'running'",  # noqa: S608
+            (*args, claimed.id, claimed.lease_token),
+        )
+        return cur.rowcount == 1
+
+    async def heartbeat(self, claimed: ClaimedJob, lease_seconds: float) -> bool:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction():
+            return await self._owned(
+                conn,
+                claimed,
+                "lease_expires = br_now() + %s, updated_at = br_now()",
+                (lease_seconds,),
+            )
+
+    async def complete(self, claimed: ClaimedJob, outcome: str) -> None:
+        await self._finish(claimed, JobState.DONE, outcome, None)
+
+    async def fail(self, claimed: ClaimedJob, error: str) -> None:
+        await self._finish(claimed, JobState.FAILED, "failed", error)
+
+    async def _finish(self, claimed: ClaimedJob, state: JobState, outcome: str, error: str | None) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction():
+            await self._owned(
+                conn,
+                claimed,
+                "state = %s, outcome = %s, error = %s, lease_token = NULL, lease_expires = NULL, "
+                "updated_at = br_now(), finished_at = br_now()",
+                (state.value, outcome, error),
+            )
+
+    async def retry(self, claimed: ClaimedJob, error: str, delay_seconds: float) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT j.id FROM pg_advisory_xact_lock(hashtextextended(%s, 0)) "
+                "LEFT JOIN review_jobs AS j ON j.pr_key = %s AND j.state = 'pending'",
+                (claimed.job.pr_key, claimed.job.pr_key),
+            )
+            newer = await cur.fetchone()
+            if newer is not None and newer[0] is not None:  # a newer event is queued: it does the work
+                await self._owned(
+                    conn,
+                    claimed,
+                    "state = 'superseded', outcome = %s, error = %s, lease_token = NULL, "
+                    "lease_expires = NULL, updated_at = br_now(), finished_at = br_now()",
+                    (f"replaced by {newer[0]}", error),
+                )
+                return
+            await self._owned(
+                conn,
+                claimed,
+                "state = 'pending', error = %s, run_after = br_now() + %s, lease_token = NULL, "
+                "lease_expires = NULL, worker_id = NULL, updated_at = br_now()",
+                (error, max(0.0, delay_seconds)),
+            )
+
+    async def state(self, job_id: str) -> JobState | None:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT state FROM review_jobs WHERE id = %s", (job_id,))
+            row = await cur.fetchone()
+        return None if row is None else JobState(row[0])
+
+    async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
+        pool = await self._ready()
+        sql = f"SELECT {_RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
+        async with pool.connection() as conn:
+            if pr_key is None:
+                cur = await conn.execute(sql + " ORDER BY seq")
+            else:
+                cur = await conn.execute(sql + " WHERE pr_key = %s ORDER BY seq", (pr_key,))
+            rows = await cur.fetchall()
+        return [_record(r) for r in rows]
+
+    async def prune(self, older_than_seconds: float = DELIVERY_RETENTION_SECONDS) -> int:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM review_deliveries WHERE received_at <= br_now() - %s", (older_than_seconds,)
+            )
+            return cur.rowcount
+
+    async def close(self) -> None:
+        self._closed = True
+        async with self._opening:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+
+
+__all__ = ["PostgresQueue"]
