@@ -536,7 +536,8 @@ def budget_prompt(changeset: Changeset, max_tokens: int = 24_000) -> PromptDiff:
     is cut at a line boundary with a ``[clipped …]`` marker, or left out when too little room is left.
     A file is ``included`` when all its parts are shown whole, ``omitted`` when no part is shown, and
     ``clipped`` otherwise. A closing section names clipped and omitted files as far as room allows; the
-    tuples in the result always name all of them. Linear in the size of the changeset.
+    tuples in the result always name all of them. Deleted files (not reviewable) are named at the top, in
+    at most a twentieth of the budget. Linear in the size of the changeset.
     """
     files = changeset.reviewable_files
     limit = _max_chars(max_tokens)
@@ -556,8 +557,10 @@ def budget_prompt(changeset: Changeset, max_tokens: int = 24_000) -> PromptDiff:
     # Room for the closing list of names, so a tight budget still says what is missing.
     names_room = min(limit // 10, sum(len(f.path) + 13 for f in files) + 200)
     room = limit - names_room
-    chunks: list[str] = []
-    used = 0
+    # Deleted files are not reviewable, but removing a module is what breaks its importers: name them.
+    deleted = [f"- {f.path}\n" for f in changeset.files if f.status is FileStatus.DELETED]
+    chunks = [_names_section("## Deleted files\n", deleted, min(room, limit // 20))]
+    used = len(chunks[0])
     shown: dict[str, int] = {}  # path -> parts shown whole
     cut: set[str] = set()
     total: dict[str, int] = {}
@@ -579,7 +582,8 @@ def budget_prompt(changeset: Changeset, max_tokens: int = 24_000) -> PromptDiff:
     included = tuple(f.path for f in files if shown.get(f.path, 0) == total[f.path])
     clipped_paths = tuple(f.path for f in files if f.path in cut or 0 < shown.get(f.path, 0) < total[f.path])
     omitted = tuple(f.path for f in files if f.path not in cut and f.path not in shown)
-    chunks.append(_names_section(clipped_paths, omitted, limit - used))
+    missing = [f"- {p} (clipped)\n" for p in clipped_paths] + [f"- {p} (omitted)\n" for p in omitted]
+    chunks.append(_names_section("## Not shown in full (read them with view)\n", missing, limit - used))
     text = "".join(chunks)
     return PromptDiff(text, included, clipped_paths, omitted, estimate_tokens(text))
 
@@ -606,20 +610,19 @@ def _fit(part: FileDiff, room: int) -> tuple[str, bool]:
     return "".join(out) + _CLIP_MARK.format(total - len(out)), False
 
 
-def _names_section(clipped: tuple[str, ...], omitted: tuple[str, ...], room: int) -> str:
-    """Names of the files not shown whole (ask for them with view), as many as fit in ``room``."""
-    if not clipped and not omitted:
+def _names_section(head: str, names: list[str], room: int) -> str:
+    """``head`` and as many ``names`` lines as fit in ``room``, then "… and N more"; "" if none fit."""
+    if not names:
         return ""
-    head = "## Not shown in full (read them with view)\n"
     out = [head]
     used = len(head)
-    names = [f"- {p} (clipped)\n" for p in clipped] + [f"- {p} (omitted)\n" for p in omitted]
     for k, name in enumerate(names):
         more = f"- … and {len(names) - k} more\n"
         if used + len(name) + len(f"- … and {len(names)} more\n") > room:
             if used + len(more) <= room:
                 out.append(more)
+                used += len(more)
             break
         out.append(name)
         used += len(name)
-    return "".join(out) if used <= room else ""
+    return "".join(out) if len(out) > 1 and used <= room else ""

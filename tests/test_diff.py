@@ -123,6 +123,9 @@ def test_deleted_file_is_listed_not_reviewable(git_repo: GitRepo) -> None:
     assert (f.path, f.status, f.skip_reason, f.deletions) == ("gone.py", FileStatus.DELETED, "deleted", 3)
     assert f.commentable_lines() == frozenset()
     assert cs.reviewable_files == () and cs.skipped_files == (f,)
+    p = budget_prompt(cs)
+    assert p.text == "## Deleted files\n- gone.py\n" and (p.included, p.clipped, p.omitted) == ((), (), ())
+    assert budget_prompt(cs, max_tokens=3).text == ""  # no room: the name is dropped, never overflowing
 
 
 def test_empty_file_added_and_deleted_without_hunks(git_repo: GitRepo) -> None:
@@ -359,8 +362,10 @@ def test_git_header_fallbacks_for_paths() -> None:
         'diff --git a/plain.bin "b/qu\\303\\266te.bin"\nnew file mode 100644\n'
         "Binary files /dev/null and b/qu\\303\\266te.bin differ\n"
         "diff --git a/gone.bin b/gone.bin\nBinary files a/gone.bin and /dev/null differ\n"
+        'diff --git "a/unterminated\n'
     )
-    a, b, c, d = parse_diff(text).files
+    a, b, c, d, e = parse_diff(text).files
+    assert e.path == "unterminated"
     assert (a.path, b.path) == ("sp ace\t.py", "x y.py")
     assert (c.path, c.status, c.is_binary) == ("qu\u00f6te.bin", "added", True)
     assert (d.path, d.status, d.skip_reason) == ("gone.bin", "deleted", "deleted")
