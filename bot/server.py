@@ -1,0 +1,200 @@
+"""The webhook receiver: verify, parse, decide, durably enqueue, answer — nothing else (W-01..W-06).
+
+Per request, in this order:
+
+1. ``Content-Length`` above ``max_body_bytes`` → 413 before a byte of the body is read; otherwise the
+   body is streamed and counted, and 413 as soon as it passes the limit (W-05). The whole body read
+   runs under ``body_timeout_seconds`` → 408. The HMAC is never computed for an oversize body.
+2. Signature (``X-Hub-Signature-256`` only) → 401 on any failure, before any parsing (W-01, W-02).
+3. Strict JSON parse (duplicate keys rejected) → 400 (W-02).
+4. ``ping`` → 200; :func:`bot.events.decide` → ``Ignore`` → 200 with the reason; ``Enqueue`` →
+   ``await queue.enqueue(job)`` → 202 for a new job, 200 for a duplicate delivery or semantic key
+   (W-04; the queue records the delivery id in the same transaction as the job). A queue failure
+   answers 503 so that the delivery can be redelivered.
+
+No GitHub or model call happens on the request path: permission checks (C-01) and the base-branch
+config (P-04) are the worker's, carried in ``ReviewJob.extra`` (see :class:`bot.events.Enqueue`).
+
+Timeouts outside this app belong to uvicorn (see :func:`uvicorn_config`): ``timeout_keep_alive``
+closes idle keep-alive connections, ``h11_max_incomplete_event_size`` bounds the request head, and
+``limit_concurrency`` answers 503 past a connection count. uvicorn has no request-head read timeout,
+so deploy behind a proxy with one (``deploy/``) when the port is public.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot import events
+from bot.log import get_logger
+from bot.queue.base import ReviewQueue
+from bot.settings import WEBHOOK_PATH, Settings
+
+log = get_logger("bot.server")
+
+_CLOSE = {"Connection": "close"}
+_MAX_DELIVERY_ID = 100
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(status: int, body: Mapping[str, Any], close: bool = False) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=status, headers=_CLOSE if close else None)
+
+
+def create_app(
+    settings: Settings,
+    queue: ReviewQueue,
+    *,
+    on_enqueued: Callable[[], None] | None = None,
+    parser: Callable[[bytes], dict[str, Any]] = events.parse_payload,
+    known_installation: Callable[[int], bool] | None = None,
+) -> Starlette:
+    """The ASGI app. ``parser`` is injectable so tests can spy on it; ``known_installation`` is an
+    in-memory predicate (no I/O on the request path) — without it every installation id is accepted.
+    """
+    settings.require_serve()
+    secrets = settings.webhook_secret_bytes
+    limit = settings.max_body_bytes
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        delivery = request.headers.get("x-github-delivery", "")
+        gh_event = request.headers.get("x-github-event", "")
+        info: dict[str, str] = {}
+        response = await _handle(request, delivery, gh_event, info)
+        if settings.log_requests:
+            log.info(
+                "webhook",
+                delivery=delivery[:_MAX_DELIVERY_ID] or None,
+                gh_event=gh_event[:50] or None,
+                action=info.get("action"),
+                outcome=info.get("outcome", "rejected"),
+                status=response.status_code,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        return response
+
+    async def _handle(request: Request, delivery: str, gh_event: str, info: dict[str, str]) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return _json(400, {"error": "invalid Content-Length"}, close=True)
+            if int(declared) > limit:
+                return _json(413, {"error": "payload too large"}, close=True)
+        try:
+            async with asyncio.timeout(settings.body_timeout_seconds):
+                body = await _read_body(request, limit)
+        except _TooLarge:
+            return _json(413, {"error": "payload too large"}, close=True)
+        except TimeoutError:
+            return _json(408, {"error": "request body timeout"}, close=True)
+        except ClientDisconnect:
+            return Response(status_code=400, headers=_CLOSE)
+        if not events.verify_signature(secrets, body, request.headers.get("x-hub-signature-256")):
+            return _json(401, {"error": "invalid signature"})
+        if not delivery or len(delivery) > _MAX_DELIVERY_ID or not delivery.isascii() or not gh_event:
+            return _json(400, {"error": "missing X-GitHub-Delivery or X-GitHub-Event"})
+        try:
+            payload = parser(body)
+        except events.PayloadError:
+            return _json(400, {"error": "invalid JSON payload"})
+        action = payload.get("action")
+        if isinstance(action, str):
+            info["action"] = action[:50]
+        if gh_event == "ping":
+            info["outcome"] = "ping"
+            return JSONResponse({"ok": "pong"})
+        installation = payload.get("installation")
+        inst_id = installation.get("id") if isinstance(installation, dict) else None
+        known = known_installation is None or (isinstance(inst_id, int) and known_installation(inst_id))
+        decision = events.decide(
+            gh_event,
+            payload,
+            delivery_id=delivery,
+            app_id=settings.app_id,
+            allowed_bot_app_ids=settings.allowed_bot_app_ids,
+            known_installation=known,
+        )
+        if not isinstance(decision, events.Enqueue):
+            info["outcome"] = "ignored"
+            reason = decision.reason if isinstance(decision, events.Ignore) else type(decision).__name__
+            return JSONResponse({"ignored": reason})
+        try:
+            result = await queue.enqueue(decision.to_job())
+        except Exception as exc:  # any queue failure: 5xx so the delivery can be redelivered (W-04)
+            log.error("enqueue failed", delivery=delivery, error=type(exc).__name__)
+            info["outcome"] = "queue_error"
+            return _json(503, {"error": "queue unavailable"})
+        info["outcome"] = result.outcome.value
+        if result.created and on_enqueued is not None:
+            on_enqueued()
+        return _json(202 if result.created else 200, {"job": result.job_id, "outcome": result.outcome.value})
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await queue.state("readyz-probe")
+        except Exception as exc:  # not ready, whatever the reason
+            log.warning("queue not ready", error=type(exc).__name__)
+            return PlainTextResponse("queue unavailable\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    async def index(request: Request) -> Response:
+        return PlainTextResponse("backend-review webhook receiver\n")
+
+    routes = [
+        Route("/webhook", webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        Route("/", webhook, methods=["POST"]),  # smee-client's default target
+        Route("/", index, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The hardened uvicorn configuration `serve` uses (uvloop + httptools when installed)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "off",
+        "ws": "none",
+        "server_header": False,
+        "proxy_headers": False,
+        "access_log": False,
+        "timeout_keep_alive": 5,  # idle keep-alive connections are closed after 5 s
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers (pure-Python h11 only)
+        "limit_concurrency": 1000,
+        "log_config": None,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+__all__ = ["create_app", "uvicorn_config"]
