@@ -1,0 +1,646 @@
+"""GitHub adapter: App authentication, per-job installation tokens, and the REST calls the app makes.
+
+githubkit 0.16.1, async only. Rules this module enforces (SECURITY.md):
+
+- K-02: a token is minted per job with ``repository_ids=[job.pr.repo_id]`` and explicit ``permissions``
+  (read for fetching, write only for publishing) and revoked with ``DELETE /installation/token`` when the
+  session ends, on success and on failure.
+- K-04: the App private key is used only by :class:`GitHubApp` to sign the JWT that mints tokens.
+- K-05: the installation and repository come only from a bound :class:`~bot.models.ReviewJob`; anything
+  else raises :class:`~bot.errors.TokenScopeError` and logs an alert, and nothing is minted.
+- O-08: reviews are always posted with ``event: COMMENT``.
+
+Responses are read as plain dicts (``response.json()``): githubkit's strict models reject real payloads.
+Request bodies are sent verbatim (``rest_api_validate_body=False``): its validation silently drops keys.
+githubkit never retries (``auto_retry=False``); the worker owns retries, so transient failures surface as
+:class:`~bot.errors.GitHubUnavailable` with the delay GitHub asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit.exception import (
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+
+from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
+from bot.log import SECRETS, get_logger
+from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+
+log = get_logger(__name__)
+
+READ_PERMISSIONS: Mapping[str, str] = {"contents": "read", "pull_requests": "read", "metadata": "read"}
+"""Fetching: clone by SHA, PR metadata, base-branch config, permission checks."""
+
+WRITE_PERMISSIONS: Mapping[str, str] = {"pull_requests": "write", "checks": "write", "metadata": "read"}
+"""Publishing: reviews, review comments, PR conversation comments and reactions, check runs."""
+
+MAX_ANNOTATIONS_PER_REQUEST = 50
+MAX_BODY = 65_536
+MAX_OUTPUT_TEXT = 65_535
+SECONDARY_LIMIT_WAIT = 60.0  # "wait at least one minute" when GitHub gives no retry-after
+_MARKER = re.compile(r"<!-- backend-review [^>]*-->")
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+class GitHubError(Permanent):
+    """GitHub refused the request in a way retrying cannot fix."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubAuthError(GitHubError):
+    """401: the token is invalid, expired or revoked, or the JWT was rejected."""
+
+
+class GitHubForbidden(GitHubError):
+    """403 that is not a rate limit: the token lacks a permission or the installation is suspended."""
+
+
+class GitHubNotFound(GitHubError):
+    """404: missing, or not visible to this token (GitHub hides what a token may not see)."""
+
+
+class GitHubUnprocessable(GitHubError):
+    """422: validation failed (e.g. a review comment anchored outside the diff)."""
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(value))
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+    return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.reason_phrase
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        return f"{data.get('message', '')}{f' {errors}' if errors else ''}"[:500]
+    return response.reason_phrase
+
+
+def map_error(exc: GitHubException, what: str) -> GitHubUnavailable | GitHubError:
+    """Translate a githubkit exception into our tree. ``what`` names the call, never its data."""
+    if isinstance(exc, RateLimitExceeded):
+        return GitHubUnavailable(f"{what}: rate limited", retry_after=exc.retry_after.total_seconds())
+    if isinstance(exc, RequestTimeout):
+        return GitHubUnavailable(f"{what}: timed out")
+    if isinstance(exc, RequestError):
+        return GitHubUnavailable(f"{what}: connection failed ({type(exc.__cause__).__name__})")
+    if isinstance(exc, RequestFailed):
+        response = exc.response.raw_response
+        status = response.status_code
+        message = _message(response)
+        if status >= 500:
+            return GitHubUnavailable(f"{what}: HTTP {status}", retry_after=_retry_after(response.headers))
+        if status == 429 or (status == 403 and "rate limit" in message.lower()):
+            # githubkit raises RequestFailed for a secondary limit without retry-after/remaining headers
+            delay = _retry_after(response.headers)
+            return GitHubUnavailable(
+                f"{what}: rate limited (HTTP {status})",
+                retry_after=SECONDARY_LIMIT_WAIT if delay is None else delay,
+            )
+        kind: type[GitHubError] = {
+            401: GitHubAuthError,
+            403: GitHubForbidden,
+            404: GitHubNotFound,
+            422: GitHubUnprocessable,
+        }.get(status, GitHubError)
+        return kind(f"{what}: HTTP {status} {message}".strip(), status)
+    return GitHubError(f"{what}: {type(exc).__name__}")
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+@dataclass(frozen=True, slots=True)
+class PullInfo:
+    number: int
+    state: str
+    draft: bool
+    title: str
+    body: str
+    head_sha: str
+    base_sha: str
+    base_ref: str
+    head_repo_full_name: str | None  # None when the head repository (a fork) was deleted
+    base_repo_full_name: str
+    user_login: str
+    user_type: str
+    labels: tuple[str, ...]
+    changed_files: int
+    additions: int
+    deletions: int
+    html_url: str
+
+
+def _pull_info(d: Mapping[str, Any]) -> PullInfo:
+    head, base = d.get("head") or {}, d.get("base") or {}
+    user = d.get("user") or {}
+    head_repo = head.get("repo") or {}
+    return PullInfo(
+        number=int(d["number"]),
+        state=str(d.get("state", "")),
+        draft=bool(d.get("draft", False)),
+        title=str(d.get("title") or ""),
+        body=str(d.get("body") or ""),
+        head_sha=str(head.get("sha", "")),
+        base_sha=str(base.get("sha", "")),
+        base_ref=str(base.get("ref", "")),
+        head_repo_full_name=head_repo.get("full_name"),
+        base_repo_full_name=str((base.get("repo") or {}).get("full_name", "")),
+        user_login=str(user.get("login", "")),
+        user_type=str(user.get("type", "")),
+        labels=tuple(str(label.get("name", "")) for label in d.get("labels") or ()),
+        changed_files=int(d.get("changed_files") or 0),
+        additions=int(d.get("additions") or 0),
+        deletions=int(d.get("deletions") or 0),
+        html_url=str(d.get("html_url", "")),
+    )
+
+
+def clone_url(api_url: str, owner: str, repo: str) -> str:
+    """The git HTTPS URL that belongs to an API base URL.
+
+    ``https://api.github.com`` → ``https://github.com/o/r.git``; GHES ``https://HOST/api/v3`` →
+    ``https://HOST/o/r.git``; anything else (a local fake) serves git at its origin's root."""
+    parts = urlsplit(api_url)
+    host = "github.com" if parts.netloc == "api.github.com" else parts.netloc
+    prefix = parts.path.rstrip("/")
+    prefix = prefix.removesuffix("/api/v3") if prefix.endswith("/api/v3") else ""
+    return f"{parts.scheme}://{host}{prefix}/{owner}/{repo}.git"
+
+
+def git_auth_header(token: str) -> str:
+    """The header git sends (``http.<url>.extraheader``), as actions/checkout does: the token never
+    appears in a URL, ``.git/config`` or argv."""
+    cred = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return f"AUTHORIZATION: basic {cred}"
+
+
+# ------------------------------------------------------------------------------------------ pacing
+
+
+class _Pacer:
+    """Spaces content-creating requests of one installation by at least ``interval`` seconds (GitHub's
+    secondary limits punish bursts of writes)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._last: dict[int, float] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, installation_id: int) -> AsyncIterator[None]:
+        if self.interval <= 0:
+            yield
+            return
+        lock = self._locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            wait = self._last.get(installation_id, float("-inf")) + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last[installation_id] = time.monotonic()
+
+
+# ------------------------------------------------------------------------------------------ client
+
+
+class GitHubClient:
+    """REST calls with one installation token, bound to one repository (the job's)."""
+
+    def __init__(
+        self,
+        gh: GitHub[TokenAuthStrategy],
+        *,
+        token: str,
+        bound: PullRequestRef,
+        installation_id: int,
+        pacer: _Pacer,
+    ) -> None:
+        self._gh = gh
+        self._token = token
+        self._bound = bound
+        self._installation_id = installation_id
+        self._pacer = pacer
+
+    @property
+    def token(self) -> str:
+        """The installation token, for the git fetch header only (see :func:`git_auth_header`)."""
+        return self._token
+
+    def _repo_path(self, pr: PullRequestRef) -> str:
+        if (pr.owner.lower(), pr.repo.lower()) != (self._bound.owner.lower(), self._bound.repo.lower()):
+            log.error("token scope refused", alert=True, reason="client used for another repository")
+            raise TokenScopeError("this client is bound to another repository")
+        return f"/repos/{self._bound.owner}/{self._bound.repo}"
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        async def send() -> httpx.Response:
+            try:
+                resp = await self._gh.arequest(method, url, json=json, params=params, headers=headers)
+            except GitHubException as e:
+                raise map_error(e, what) from None
+            return resp.raw_response
+
+        if method == "GET":
+            return await send()
+        async with self._pacer.slot(self._installation_id):
+            return await send()
+
+    async def _paginate(self, url: str, what: str) -> list[Any]:
+        items: list[Any] = []
+        next_url: str | None = url
+        params: Mapping[str, str | int] | None = {"per_page": 100}
+        while next_url:
+            resp = await self._request("GET", next_url, what, params=params)
+            data = resp.json()
+            if not isinstance(data, list):
+                raise GitHubError(f"{what}: unexpected response shape")
+            items.extend(data)
+            next_url = resp.links.get("next", {}).get("url")
+            params = None  # the Link URL carries its own query
+        return items
+
+    # ---------------------------------------------------------------- reads
+
+    async def get_pull(self, pr: PullRequestRef) -> PullInfo:
+        resp = await self._request("GET", f"{self._repo_path(pr)}/pulls/{pr.number}", "get pull")
+        return _pull_info(resp.json())
+
+    async def get_file_text(self, pr: PullRequestRef, path: str, ref: str) -> str | None:
+        """A file's text at ``ref`` (the base branch, for repo config), or None when absent or not a file."""
+        try:
+            resp = await self._request(
+                "GET",
+                f"{self._repo_path(pr)}/contents/{path.lstrip('/')}",
+                "get contents",
+                params={"ref": ref},
+            )
+        except GitHubNotFound:
+            return None
+        data = resp.json()
+        if not isinstance(data, dict) or data.get("type") != "file" or data.get("encoding") != "base64":
+            return None
+        return base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
+
+    async def list_review_comment_bodies(self, pr: PullRequestRef) -> list[str]:
+        items = await self._paginate(
+            f"{self._repo_path(pr)}/pulls/{pr.number}/comments", "list review comments"
+        )
+        return [str(c.get("body") or "") for c in items]
+
+    async def list_reviews(self, pr: PullRequestRef) -> list[dict[str, Any]]:
+        return await self._paginate(f"{self._repo_path(pr)}/pulls/{pr.number}/reviews", "list reviews")
+
+    async def list_review_bodies(self, pr: PullRequestRef) -> list[str]:
+        return [str(r.get("body") or "") for r in await self.list_reviews(pr)]
+
+    async def get_permission(self, pr: PullRequestRef, login: str) -> str | None:
+        """``admin``/``write``/``read``/``none``, or None when GitHub could not say: callers deny (C-01)."""
+        try:
+            resp = await self._request(
+                "GET", f"{self._repo_path(pr)}/collaborators/{login}/permission", "get permission"
+            )
+            permission = resp.json().get("permission")
+        except (GitHubError, GitHubUnavailable) as e:
+            log.warning("permission lookup failed; denying", error=str(e))
+            return None
+        return permission if isinstance(permission, str) else None
+
+    async def comment_exists(self, pr: PullRequestRef, comment_id: int) -> bool:
+        """Whether an issue comment still exists (a command deleted before the job ran is void, W-04)."""
+        try:
+            await self._request("GET", f"{self._repo_path(pr)}/issues/comments/{comment_id}", "get comment")
+        except GitHubNotFound:
+            return False
+        return True
+
+    # ---------------------------------------------------------------- writes
+
+    async def add_reaction(self, pr: PullRequestRef, comment_id: int, content: str) -> bool:
+        """React to an issue comment. True when created, False when it already existed."""
+        resp = await self._request(
+            "POST",
+            f"{self._repo_path(pr)}/issues/comments/{comment_id}/reactions",
+            "add reaction",
+            json={"content": content},
+        )
+        return resp.status_code == 201
+
+    async def post_issue_comment(self, pr: PullRequestRef, body: str) -> int:
+        resp = await self._request(
+            "POST",
+            f"{self._repo_path(pr)}/issues/{pr.number}/comments",
+            "post issue comment",
+            json={"body": body[:MAX_BODY]},
+        )
+        return int(resp.json()["id"])
+
+    async def create_check_run(
+        self,
+        pr: PullRequestRef,
+        head_sha: str,
+        *,
+        name: str = "backend-review",
+        status: str = "in_progress",
+        external_id: str | None = None,
+    ) -> int:
+        body: dict[str, Any] = {"name": name, "head_sha": head_sha, "status": status}
+        if external_id is not None:
+            body["external_id"] = external_id
+        resp = await self._request("POST", f"{self._repo_path(pr)}/check-runs", "create check run", json=body)
+        return int(resp.json()["id"])
+
+    async def complete_check_run(
+        self,
+        pr: PullRequestRef,
+        check_id: int,
+        *,
+        conclusion: str,
+        title: str,
+        summary: str,
+        text: str | None = None,
+        annotations: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Complete the run; annotations go in batches of ≤ 50 (GitHub appends them across PATCHes).
+
+        The first PATCH carries the conclusion, so a failure in a later batch still leaves a completed run."""
+        url = f"{self._repo_path(pr)}/check-runs/{check_id}"
+        output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_OUTPUT_TEXT]}
+        if text:
+            output["text"] = text[:MAX_OUTPUT_TEXT]
+        batches = [
+            list(annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST])
+            for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)
+        ] or [[]]
+        first = {
+            "status": "completed",
+            "conclusion": conclusion,
+            "output": {**output, "annotations": batches[0]},
+        }
+        await self._request("PATCH", url, "complete check run", json=first)
+        for batch in batches[1:]:
+            await self._request(
+                "PATCH", url, "add annotations", json={"output": {**output, "annotations": batch}}
+            )
+
+    async def post_file_comment(self, pr: PullRequestRef, head_sha: str, path: str, body: str) -> int:
+        """A file-level review comment (``subject_type: file``, only on the single-comment endpoint)."""
+        resp = await self._request(
+            "POST",
+            f"{self._repo_path(pr)}/pulls/{pr.number}/comments",
+            "post file comment",
+            json={"body": body[:MAX_BODY], "commit_id": head_sha, "path": path, "subject_type": "file"},
+        )
+        return int(resp.json()["id"])
+
+    async def post_review(self, pr: PullRequestRef, draft: ReviewDraft) -> int:
+        """Post the draft as ONE ``COMMENT`` review pinned to ``draft.head_sha``; returns the review id.
+
+        A 422 (an anchor GitHub would not resolve) is retried once with the inline comments folded into
+        the body. After a transient failure the review may exist anyway (GitHub created it, the answer
+        was lost): it is looked up by head SHA and fingerprint markers and never posted twice."""
+        first = {
+            "commit_id": draft.head_sha,
+            "event": "COMMENT",
+            "body": draft.body[:MAX_BODY],
+            "comments": [_comment_json(c) for c in draft.comments],
+        }
+        try:
+            return await self._create_review(pr, draft, first)
+        except GitHubUnprocessable:
+            if not draft.comments:
+                raise
+            log.warning(
+                "review rejected with 422; retrying without inline comments", comments=len(draft.comments)
+            )
+        fallback = {
+            "commit_id": draft.head_sha,
+            "event": "COMMENT",
+            "body": fold_comments(draft.body, draft.comments),
+            "comments": [],
+        }
+        return await self._create_review(pr, draft, fallback)
+
+    async def _create_review(self, pr: PullRequestRef, draft: ReviewDraft, payload: dict[str, Any]) -> int:
+        url = f"{self._repo_path(pr)}/pulls/{pr.number}/reviews"
+        try:
+            resp = await self._request("POST", url, "post review", json=payload)
+        except GitHubUnavailable:
+            existing = await self.find_review(pr, draft)
+            if existing is not None:
+                log.info("review already posted despite the error", review_id=existing)
+                return existing
+            raise
+        return int(resp.json()["id"])
+
+    async def find_review(self, pr: PullRequestRef, draft: ReviewDraft) -> int | None:
+        """The id of a bot review of ``draft.head_sha`` that carries the draft's fingerprint markers."""
+        # the summary's own markers: inline comments' markers live on the comments, not the review body
+        markers = set(_MARKER.findall(draft.body))
+        for review in await self.list_reviews(pr):
+            body = str(review.get("body") or "")
+            if review.get("commit_id") != draft.head_sha or (review.get("user") or {}).get("type") != "Bot":
+                continue
+            found = set(_MARKER.findall(body))
+            if (markers and markers <= found) or (not markers and body.startswith(draft.body[:MAX_BODY])):
+                return int(review["id"])
+        return None
+
+
+def _comment_json(c: InlineComment) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": c.path, "line": c.line, "side": "RIGHT", "body": c.body[:MAX_BODY]}
+    if c.start_line is not None and c.start_line < c.line:
+        out["start_line"] = c.start_line
+        out["start_side"] = "RIGHT"
+    return out
+
+
+def fold_comments(body: str, comments: Sequence[InlineComment]) -> str:
+    """The review body with inline comments appended as sections, kept within GitHub's body limit by
+    leaving out whole comments (never cutting one, which could break a marker or a fence)."""
+    out = body
+    omitted = 0
+    for c in comments:
+        where = f"{c.path}:{c.start_line}-{c.line}" if c.start_line else f"{c.path}:{c.line}"
+        section = f"\n\n---\n\n**`{where}`**\n\n{c.body}"
+        if omitted or len(out) + len(section) > MAX_BODY - 200:
+            omitted += 1
+            continue
+        out += section
+    if omitted:
+        out += f"\n\n_{omitted} more comment(s) left out to fit GitHub's size limit._"
+    return out[:MAX_BODY]
+
+
+# ------------------------------------------------------------------------------------------ app
+
+
+class GitHubApp:
+    """The App identity. Holds the private key (K-04) and mints per-job installation tokens (K-02, K-05)."""
+
+    def __init__(
+        self,
+        *,
+        private_key: str,
+        app_id: int | str | None = None,
+        client_id: str | None = None,
+        base_url: str = "https://api.github.com/",
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        write_interval: float = 1.0,
+    ) -> None:
+        if app_id is None and client_id is None:
+            raise ValueError("app_id or client_id is required")
+        SECRETS.add(private_key)
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._transport = transport
+        self._timeout = timeout
+        self._pacer = _Pacer(write_interval)
+        auth = (
+            AppAuthStrategy(app_id=app_id, private_key=private_key)
+            if app_id is not None
+            else AppAuthStrategy(app_id=None, private_key=private_key, client_id=client_id)
+        )
+        self._app_gh = self._github(auth)
+
+    def _github(self, auth: Any) -> GitHub[Any]:
+        return GitHub(
+            auth,
+            base_url=self.base_url,
+            async_transport=self._transport,
+            http_cache=False,
+            auto_retry=False,
+            rest_api_validate_body=False,
+            timeout=self._timeout,
+        )
+
+    def clone_url(self, owner: str, repo: str) -> str:
+        return clone_url(self.base_url, owner, repo)
+
+    async def _mint(self, job: ReviewJob, target: PullRequestRef, write: bool) -> str:
+        bound = job.pr
+        if bound.installation_id is None or bound.repo_id is None:
+            log.error(
+                "token scope refused", alert=True, reason="job is not bound to an installation and repo"
+            )
+            raise TokenScopeError("job has no installation/repository binding")
+        if (
+            target.installation_id != bound.installation_id
+            or target.repo_id != bound.repo_id
+            or (target.owner.lower(), target.repo.lower()) != (bound.owner.lower(), bound.repo.lower())
+        ):
+            log.error(
+                "token scope refused",
+                alert=True,
+                reason="request outside the job binding",
+                job_installation=bound.installation_id,
+                job_repo=bound.repo_id,
+                requested_installation=target.installation_id,
+                requested_repo=target.repo_id,
+            )
+            raise TokenScopeError("token requested for an installation/repository the job is not bound to")
+        permissions = dict(WRITE_PERMISSIONS if write else READ_PERMISSIONS)
+        try:
+            resp = await self._app_gh.arequest(
+                "POST",
+                f"/app/installations/{bound.installation_id}/access_tokens",
+                json={"repository_ids": [bound.repo_id], "permissions": permissions},
+            )
+        except GitHubException as e:
+            raise map_error(e, "mint installation token") from None
+        token = str(resp.json()["token"])
+        SECRETS.add(token)
+        log.info("installation token minted", installation=bound.installation_id, write=write)
+        return token
+
+    @contextlib.asynccontextmanager
+    async def installation_session(
+        self, job: ReviewJob, *, write: bool = False, target: PullRequestRef | None = None
+    ) -> AsyncIterator[GitHubClient]:
+        """A client with a fresh token scoped to the job's repository; the token is revoked on exit.
+
+        ``target`` lets a caller state which repository it means to touch; it must be the job's own
+        (K-05). ``write=True`` is for the publish step only (K-02)."""
+        token = await self._mint(job, target or job.pr, write)
+        gh = self._github(TokenAuthStrategy(token))
+        try:
+            async with gh:
+                yield GitHubClient(
+                    gh,
+                    token=token,
+                    bound=job.pr,
+                    installation_id=int(job.pr.installation_id or 0),
+                    pacer=self._pacer,
+                )
+        finally:
+            await self._revoke(token)
+
+    async def _revoke(self, token: str) -> None:
+        gh = self._github(TokenAuthStrategy(token))
+        try:
+            await gh.arequest("DELETE", "/installation/token")
+        except GitHubException as e:
+            # the token expires within the hour anyway; never mask the job's own outcome
+            log.warning("installation token revoke failed", error=str(map_error(e, "revoke token")))
+        else:
+            log.info("installation token revoked")
+
+
+__all__ = [
+    "MAX_ANNOTATIONS_PER_REQUEST",
+    "READ_PERMISSIONS",
+    "WRITE_PERMISSIONS",
+    "GitHubApp",
+    "GitHubAuthError",
+    "GitHubClient",
+    "GitHubError",
+    "GitHubForbidden",
+    "GitHubNotFound",
+    "GitHubUnprocessable",
+    "PullInfo",
+    "clone_url",
+    "fold_comments",
+    "git_auth_header",
+    "map_error",
+]
