@@ -17,8 +17,10 @@ Parsing rules worth knowing:
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import islice
@@ -302,6 +304,24 @@ def parse_diff(
     text: str, *, base_sha: str = "", head_sha: str = "", filters: PathFilters | None = None
 ) -> Changeset:
     """Parse ``git diff`` output (also plain ``diff -u``) into a Changeset; skipped files keep a reason."""
+    with _gc_paused():
+        return _parse(text, base_sha, head_sha, filters)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building one object per diff line: the result holds no cycles, and
+    collections triggered by the allocations alone double the time of a 500,000-line diff."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(text: str, base_sha: str, head_sha: str, filters: PathFilters | None) -> Changeset:
     files: list[FileDiff] = []
     cur: _FileBuilder | None = None
     lines = text.split("\n")

@@ -723,3 +723,17 @@ def test_names_section_truncates_with_count_when_room_runs_out() -> None:
     check_budget_invariants(cs, p, 2000)
     assert re.search(r"- … and \d+ more\n$", p.text)
     assert len(p.omitted) > 100
+
+
+def test_parse_restores_the_garbage_collector_state() -> None:
+    import gc
+
+    assert gc.isenabled()
+    parse_diff("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_diff("")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
