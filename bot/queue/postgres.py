@@ -265,13 +265,15 @@ class PostgresQueue:
         await self._finish(claimed, JobState.FAILED, "failed", error)
 
     async def _finish(self, claimed: ClaimedJob, state: JobState, outcome: str, error: str | None) -> None:
+        # A success keeps the error of the last failed attempt on record.
+
         pool = await self._ready()
         async with pool.connection() as conn, conn.transaction():
             await self._owned(
                 conn,
                 claimed,
-                "state = %s, outcome = %s, error = %s, lease_token = NULL, lease_expires = NULL, "
-                "updated_at = br_now(), finished_at = br_now()",
+                "state = %s, outcome = %s, error = COALESCE(%s, error), lease_token = NULL, "
+                "lease_expires = NULL, updated_at = br_now(), finished_at = br_now()",
                 (state.value, outcome, error),
             )
 

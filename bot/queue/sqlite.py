@@ -345,13 +345,15 @@ class SQLiteQueue:
         await self._finish(claimed, JobState.FAILED, "failed", error)
 
     async def _finish(self, claimed: ClaimedJob, state: JobState, outcome: str, error: str | None) -> None:
+        # A success keeps the error of the last failed attempt on record.
+
         def op(conn: sqlite3.Connection) -> None:
             now = self._clock()
             self._owned(
                 conn,
                 claimed,
-                "state = ?, outcome = ?, error = ?, lease_token = NULL, lease_expires = NULL, "
-                "updated_at = ?, finished_at = ?",
+                "state = ?, outcome = ?, error = COALESCE(?, error), lease_token = NULL, "
+                "lease_expires = NULL, updated_at = ?, finished_at = ?",
                 (state.value, outcome, error, now, now),
             )
 
