@@ -187,8 +187,11 @@ def _unquote(raw: str) -> str:
         if c == "\\" and i + 1 < n:
             nxt = raw[i + 1]
             if nxt in "01234567":
-                out.append(int(raw[i + 1 : i + 4], 8) & 0xFF)
-                i += 4
+                j = i + 2
+                while j < min(i + 4, n) and raw[j] in "01234567":
+                    j += 1
+                out.append(int(raw[i + 1 : j], 8) & 0xFF)
+                i = j
                 continue
             out.append(_ESCAPES.get(nxt, ord(nxt) & 0xFF))
             i += 2
@@ -448,11 +451,20 @@ def _max_chars(max_tokens: int) -> int:
     return max(0, 7 * max_tokens // 2)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _show(path: str) -> str:
+    """A path as one inert prompt line: control characters (a newline in a name could forge headers)
+    become ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", path)
+
+
 def _file_header(f: FileDiff) -> str:
     label = f.status.value
     if f.old_path:
-        label += f" from {f.old_path}"
-    return f"### {f.path} ({label}, +{f.additions} -{f.deletions})\n"
+        label += f" from {_show(f.old_path)}"
+    return f"### {_show(f.path)} ({label}, +{f.additions} -{f.deletions})\n"
 
 
 def _patch_lines(f: FileDiff) -> Iterator[str]:
@@ -578,7 +590,7 @@ def budget_prompt(changeset: Changeset, max_tokens: int = 24_000) -> PromptDiff:
     names_room = min(limit // 10, sum(len(f.path) + 13 for f in files) + 200)
     room = limit - names_room
     # Deleted files are not reviewable, but removing a module is what breaks its importers: name them.
-    deleted = [f"- {f.path}\n" for f in changeset.files if f.status is FileStatus.DELETED]
+    deleted = [f"- {_show(f.path)}\n" for f in changeset.files if f.status is FileStatus.DELETED]
     chunks = [_names_section("## Deleted files\n", deleted, min(room, limit // 20))]
     used = len(chunks[0])
     shown: dict[str, int] = {}  # path -> parts shown whole
@@ -602,7 +614,9 @@ def budget_prompt(changeset: Changeset, max_tokens: int = 24_000) -> PromptDiff:
     included = tuple(f.path for f in files if shown.get(f.path, 0) == total[f.path])
     clipped_paths = tuple(f.path for f in files if f.path in cut or 0 < shown.get(f.path, 0) < total[f.path])
     omitted = tuple(f.path for f in files if f.path not in cut and f.path not in shown)
-    missing = [f"- {p} (clipped)\n" for p in clipped_paths] + [f"- {p} (omitted)\n" for p in omitted]
+    missing = [f"- {_show(p)} (clipped)\n" for p in clipped_paths] + [
+        f"- {_show(p)} (omitted)\n" for p in omitted
+    ]
     chunks.append(_names_section("## Not shown in full (read them with view)\n", missing, limit - used))
     text = "".join(chunks)
     return PromptDiff(text, included, clipped_paths, omitted, estimate_tokens(text))
