@@ -366,9 +366,11 @@ class Workspace:
         return out.decode("utf-8", "replace")
 
 
-async def _fetch(git_dir: Path, source: GitSource, shas: Iterable[str], depth: int | None) -> None:
+async def _fetch(
+    git_dir: Path, source: GitSource, shas: Iterable[str], depth: int | None, *, unshallow: bool = False
+) -> None:
     config, env = source.fetch_config()
-    depth_args = [f"--depth={depth}"] if depth else []
+    depth_args = ["--unshallow"] if unshallow else [f"--depth={depth}"] if depth else []
     await run_git(
         [
             "--git-dir",
@@ -474,11 +476,10 @@ async def workspace(
             current = start_depth
             while found_base is None and await _is_shallow(git_dir):
                 current *= 4
-                await _fetch(git_dir, source, wanted, current if current <= _MAX_DEPTH else None)
-                if current > _MAX_DEPTH:
-                    break
-                found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-            if found_base is None:
+                if current > _MAX_DEPTH:  # a very old fork point: take the whole history once
+                    await _fetch(git_dir, source, wanted, None, unshallow=True)
+                else:
+                    await _fetch(git_dir, source, wanted, current)
                 found_base = await _merge_base_in(git_dir, head_sha, base_sha)
         if max_files is not None or max_bytes is not None:
             await _check_size(git_dir, head_sha, max_files, max_bytes)
@@ -506,12 +507,19 @@ async def workspace(
         _remove(scratch)
 
 
+def _local(repo: Path) -> list[str]:
+    """Name a bare local repository explicitly: safe.bareRepository=explicit refuses to discover one."""
+    if not (repo / ".git").exists() and (repo / "HEAD").is_file() and (repo / "objects").is_dir():
+        return ["--git-dir", str(repo)]
+    return []
+
+
 async def resolve_ref(repo: Path, ref: str) -> str:
     """The commit SHA a ref names in a local repository (local CLI)."""
     if not ref or ref.startswith("-") or any(ord(c) < 0x20 for c in ref):
         raise WorkspaceError(f"not a valid ref: {ref!r}")
     out = await run_git(
-        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo
+        [*_local(repo), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repo
     )
     return out.decode().strip()
 
@@ -522,7 +530,11 @@ async def merge_base(repo: Path, a: str, b: str) -> str | None:
         if not ref or ref.startswith("-"):
             raise WorkspaceError(f"not a valid ref: {ref!r}")
     rc, out, err = await _exec_git(
-        ["merge-base", "--end-of-options", a, b], cwd=repo, extra_env=None, timeout=60, input=None
+        [*_local(repo), "merge-base", "--end-of-options", a, b],
+        cwd=repo,
+        extra_env=None,
+        timeout=60,
+        input=None,
     )
     if rc == 1 and not out.strip():
         return None
@@ -534,7 +546,7 @@ async def merge_base(repo: Path, a: str, b: str) -> str | None:
 async def default_branch(repo: Path) -> str | None:
     """The local repository's default branch: origin/HEAD's target, else main, else master."""
     rc, out, _ = await _exec_git(
-        ["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
+        [*_local(repo), "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
         cwd=repo,
         extra_env=None,
         timeout=30,
@@ -545,7 +557,7 @@ async def default_branch(repo: Path) -> str | None:
         return target.removeprefix("refs/remotes/")
     for name in ("main", "master"):
         rc, _, _ = await _exec_git(
-            ["show-ref", "--verify", "--quiet", f"refs/heads/{name}"],
+            [*_local(repo), "show-ref", "--verify", "--quiet", f"refs/heads/{name}"],
             cwd=repo,
             extra_env=None,
             timeout=30,

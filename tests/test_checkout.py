@@ -248,6 +248,24 @@ def test_workspace_deepens_until_the_merge_base_is_found(git_repo: GitRepo) -> N
     assert asyncio.run(main()) == fork
 
 
+def test_workspace_unshallows_an_old_fork_point(git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    fork = git_repo.commit("root", {"a.txt": "0\n"})
+    git_repo.branch("feature")
+    for i in range(6):
+        git_repo.commit(f"f{i}", {"a.txt": f"f{i}\n"})
+    head = git_repo.git("rev-parse", "HEAD")
+    git_repo.checkout("main")
+    base = git_repo.commit("m", {"b.txt": "m\n"})
+    monkeypatch.setattr(checkout, "_MAX_DEPTH", 3)  # depth 1 -> 4 exceeds it: one --unshallow
+
+    async def main() -> str | None:
+        async with workspace(GitSource.local(git_repo.path), head, base, depth=1) as ws:
+            assert (await ws.git(["rev-parse", "--is-shallow-repository"])).strip() == b"false"
+            return ws.merge_base
+
+    assert asyncio.run(main()) == fork
+
+
 def test_workspace_unrelated_histories_have_no_merge_base(git_repo: GitRepo) -> None:
     base = git_repo.commit("main", {"a.txt": "a\n"})
     git_repo.git("checkout", "-q", "--orphan", "other")
@@ -685,6 +703,19 @@ def test_resolve_ref_and_merge_base(git_repo: GitRepo) -> None:
                 await resolve_ref(git_repo.path, bad)
         with pytest.raises(WorkspaceError):
             await merge_base(git_repo.path, "--all", "main")
+
+    asyncio.run(main())
+
+
+def test_local_helpers_work_on_a_bare_repository(git_repo: GitRepo, tmp_path: Path) -> None:
+    head = git_repo.commit("one", {"a.txt": "a\n"})
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(git_repo.path), str(bare)], check=True)
+
+    async def main() -> None:
+        assert await resolve_ref(bare, "main") == head
+        assert await default_branch(bare) == "main"
+        assert await merge_base(bare, "main", head) == head
 
     asyncio.run(main())
 

@@ -266,6 +266,12 @@ def test_s06_fifos_and_sockets_are_refused_without_hanging(root: Path) -> None:
         sock.close()
 
 
+def test_s06_hard_links_are_refused(root: Path, tmp_path: Path, outside: str) -> None:
+    os.link(tmp_path / "outside.txt", root / "alias.txt")
+    result = call(Toolbox(root), "view", {"path": "alias.txt"})
+    assert result.is_error and "hard-linked" in result.text and outside not in result.text
+
+
 def test_s11_another_jobs_directory_is_unreachable(tmp_path: Path) -> None:
     job_a = tmp_path / "job-a"
     job_b = tmp_path / "job-b"

@@ -284,6 +284,9 @@ class Toolbox:
                     raise ToolRefused(f"refused: {shown} is a symbolic link; links are not followed")
                 if stat.S_ISDIR(mode):
                     flags = os.O_RDONLY | os.O_DIRECTORY
+                elif stat.S_ISREG(mode) and before.st_nlink > 1:
+                    # git never checks out hard links: one here could alias a file outside the root
+                    raise ToolRefused(f"refused: {shown} is a hard-linked file")
                 elif stat.S_ISREG(mode) and i == len(parts) - 1:
                     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
                 elif stat.S_ISREG(mode):
