@@ -1,0 +1,70 @@
+"""The offline reviewer: deterministic backend checks over the lines a change adds.
+
+Pure: reads only the :class:`~bot.models.Changeset`. Every finding is on an added line, and its evidence is
+that line exactly as in the head file, so the review stage can verify it.
+"""
+
+from __future__ import annotations
+
+from bot.models import Changeset, FileStatus, Finding
+from bot.rules import migrations, reliability, secrets, security, sql
+from bot.rules.base import Check, Rule, Source, language_of
+
+__all__ = ["RULES", "Rule", "language_of", "run_rules"]
+
+_CHECKS: tuple[Check, ...] = (
+    *sql.CHECKS,
+    *secrets.CHECKS,
+    *security.CHECKS,
+    *reliability.CHECKS,
+    *migrations.CHECKS,
+)
+RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS)
+
+
+def _checks_for(language: str | None) -> tuple[Check, ...]:
+    return tuple(c for c in _CHECKS if not c.rule.languages or language in c.rule.languages)
+
+
+_BY_LANGUAGE = {
+    lang: _checks_for(lang) for lang in ("python", "javascript", "typescript", "go", "java", "ruby", "sql")
+}
+_ANY_FILE = _checks_for(None)
+
+
+def run_rules(changeset: Changeset) -> list[Finding]:
+    """Findings of every rule on the added lines of every reviewable file, ordered by path and line."""
+    findings: list[Finding] = []
+    for fd in changeset.files:
+        if not fd.reviewable or fd.is_binary or fd.status == FileStatus.DELETED or fd.additions == 0:
+            continue
+        language = language_of(fd.path)
+        src = Source(fd, language)
+        if not any(src.added):
+            continue
+        for check in _BY_LANGUAGE.get(language or "", _ANY_FILE):
+            if (check.skip_tests and src.is_test) or (check.migrations_only and not src.is_migration):
+                continue
+            r = check.rule
+            seen: set[int] = set()
+            for hit in check.run(src):
+                i = hit.index
+                if i in seen or not src.added[i] or (src.is_comment(i) and not check.in_comments):
+                    continue
+                seen.add(i)
+                findings.append(
+                    Finding(
+                        path=fd.path,
+                        line=src.nos[i],
+                        severity=r.severity,
+                        category=r.category,
+                        title=r.title,
+                        body=f"{r.message} {r.fix}",
+                        evidence=src.lines[i].rstrip(),
+                        source=r.id,
+                        confidence=r.confidence,
+                        suggestion=hit.suggestion,
+                    )
+                )
+    findings.sort(key=lambda f: (f.path, f.line, f.source))
+    return findings

@@ -1,0 +1,410 @@
+"""Building blocks of the offline reviewer: the rule record, a per-file view of the diff, text helpers.
+
+Checks look only at what a change adds. A :class:`Source` holds the RIGHT side of every hunk (added and
+context lines, in file order) so a check can read a few lines around an added line, but the engine only
+ever reports on added lines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bot.models import Category, FileDiff, Severity
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    category: Category
+    severity: Severity
+    languages: frozenset[str]  # empty: any file, whatever its language
+    message: str
+    fix: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    index: int  # index into Source.lines
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: Rule
+    run: Callable[[Source], Iterable[Hit]]
+    skip_tests: bool = True  # test code legitimately hard-codes secrets, skips timeouts, etc.
+    in_comments: bool = False  # a leaked key is a leak even in a comment
+    migrations_only: bool = False
+
+
+def rule(
+    id: str,
+    title: str,
+    category: Category,
+    severity: Severity,
+    languages: Iterable[str],
+    message: str,
+    fix: str,
+    confidence: float = 0.8,
+) -> Rule:
+    return Rule(id, title, category, severity, frozenset(languages), message, fix, confidence)
+
+
+PY = frozenset({"python"})
+JS = frozenset({"javascript", "typescript"})
+GO = frozenset({"go"})
+JAVA = frozenset({"java"})
+RUBY = frozenset({"ruby"})
+SQL = frozenset({"sql"})
+CODE = PY | JS | GO | JAVA | RUBY
+MIGRATION_LANGS = SQL | PY | RUBY | JS
+
+_EXTENSIONS = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".go": "go",
+    ".java": "java",
+    ".rb": "ruby",
+    ".rake": "ruby",
+    ".sql": "sql",
+}
+
+
+def language_of(path: str) -> str | None:
+    """The language a path is checked as, from its extension; None for everything else."""
+    p = PurePosixPath(path)
+    if p.name in ("Rakefile", "Gemfile"):
+        return "ruby"
+    return _EXTENSIONS.get(p.suffix.lower())
+
+
+_TEST_PATH = re.compile(
+    r"(?:^|/)(?:tests?|spec|specs|__tests__|testdata|fixtures|testing)/"
+    r"|(?:^|/)test_[^/]*\.py$|_test\.(?:py|go|rb)$|_spec\.rb$|\.(?:spec|test)\.[cm]?[jt]sx?$"
+    r"|(?:Test|Tests|IT)\.java$|(?:^|/)conftest\.py$"
+)
+
+
+def is_test_path(path: str) -> bool:
+    return _TEST_PATH.search(path) is not None
+
+
+_MIGRATION_PATH = re.compile(
+    r"(?:^|/)(?:migrations?|migrate|alembic|flyway|db/changelog|schema_migrations)/"
+    r"|(?:^|/)[VUR]\d+(?:[._]\d+)*__\w[^/]*\.sql$"
+    r"|(?:^|/)\d+_[^/]*\.(?:up|down)\.sql$",
+    re.IGNORECASE,
+)
+_DOWN_FILE = re.compile(
+    r"(?:\.down\.sql|_down\.sql|(?:^|/)down\.sql|(?:^|/)U\d+(?:[._]\d+)*__\w[^/]*\.sql)$", re.I
+)
+
+
+def is_migration_path(path: str) -> bool:
+    if PurePosixPath(path).name == "__init__.py":
+        return False
+    return _MIGRATION_PATH.search(path) is not None
+
+
+_COMMENT_MARK = {"python": "#", "ruby": "#", "sql": "--"}
+_DIRECTION = re.compile(
+    r"^\s*(?:def\s+(?P<d1>up|upgrade\w*|change|down|downgrade\w*|rollback)\b"
+    r"|(?:export\s+)?(?:async\s+)?function\s+(?P<d2>up|down)\b"
+    r"|exports\.(?P<d3>up|down)\b"
+    r"|(?:async\s+)?(?P<d4>up|down)\s*(?:\(|:\s*(?:async\s*)?(?:function|\())"
+    r"|--\s*\+?(?:goose\s+|migrate[:\s]\s*)(?P<d5>up|down)\b)",
+    re.IGNORECASE,
+)
+
+
+class Source:
+    """The RIGHT side of one file's hunks, with helpers to read statements around an added line."""
+
+    def __init__(self, fd: FileDiff, language: str | None) -> None:
+        self.path = fd.path
+        self.language = language
+        self.status = fd.status
+        self.is_test = is_test_path(fd.path)
+        self.is_migration = is_migration_path(fd.path)
+        self.is_down_file = _DOWN_FILE.search(fd.path) is not None
+        self.comment = _COMMENT_MARK.get(language or "", "//")
+        lines: list[str] = []
+        nos: list[int] = []
+        added: list[bool] = []
+        hunk_of: list[int] = []
+        self.sections = tuple(h.section for h in fd.hunks)
+        for hid, h in enumerate(fd.hunks):
+            for ln in h.lines:
+                if ln.kind == "-" or ln.new_no is None:
+                    continue
+                lines.append(ln.text)
+                nos.append(ln.new_no)
+                added.append(ln.kind == "+")
+                hunk_of.append(hid)
+        self.lines = lines
+        self.nos = nos
+        self.added = added
+        self.hunk_of = hunk_of
+        self.text = "\n".join(lines)
+        starts = []
+        pos = 0
+        for t in lines:
+            starts.append(pos)
+            pos += len(t) + 1
+        self._starts = starts
+
+    # -- locating -------------------------------------------------------------------------------------
+
+    def matches(self, pattern: re.Pattern[str]) -> Iterator[tuple[int, re.Match[str]]]:
+        """Every match of ``pattern`` over the view that starts on an added line: (line index, match)."""
+        for m in pattern.finditer(self.text):
+            i = bisect.bisect_right(self._starts, m.start()) - 1
+            if self.added[i]:
+                yield i, m
+
+    def line_matches(self, pattern: re.Pattern[str]) -> Iterator[tuple[int, re.Match[str]]]:
+        """Like :meth:`matches` but at most once per line, and the match is re-run on that line alone."""
+        last = -1
+        for i, _ in self.matches(pattern):
+            if i == last:
+                continue
+            last = i
+            m = pattern.search(self.lines[i])
+            if m is not None:
+                yield i, m
+
+    def contains(self, pattern: re.Pattern[str]) -> bool:
+        return pattern.search(self.text) is not None
+
+    def is_comment(self, i: int) -> bool:
+        s = self.lines[i].lstrip()
+        if s.startswith(self.comment):
+            return not (self.comment == "#" and s.startswith("#{"))
+        if self.language in ("python", "ruby"):
+            return False
+        return s.startswith(("/*", "*/", "* ")) or s == "*"
+
+    def indent(self, i: int) -> int:
+        t = self.lines[i]
+        return len(t) - len(t.lstrip())
+
+    def span(self, i: int, before: int, after: int) -> range:
+        return range(max(0, i - before), min(len(self.lines), i + after + 1))
+
+    def window(self, i: int, before: int, after: int) -> str:
+        r = self.span(i, before, after)
+        return "\n".join(self.lines[r.start : r.stop])
+
+    def next_code(self, i: int) -> int | None:
+        """Index of the next non-blank line after ``i`` in the same hunk."""
+        j = i + 1
+        while j < len(self.lines) and self.hunk_of[j] == self.hunk_of[i]:
+            if self.lines[j].strip():
+                return j
+            j += 1
+        return None
+
+    # -- statements -----------------------------------------------------------------------------------
+
+    def statement(self, i: int, limit: int = 15) -> tuple[str, int]:
+        """Lines from ``i`` until brackets and multi-line strings close: (joined text, last index)."""
+        depth = 0
+        quote: str | None = None
+        j = i
+        while True:
+            depth, quote = scan(self.lines[j], depth, quote, self.comment)
+            if (depth <= 0 and quote is None) or j - i + 1 >= limit:
+                break
+            if j + 1 >= len(self.lines) or self.hunk_of[j + 1] != self.hunk_of[i]:
+                break
+            j += 1
+        return "\n".join(self.lines[i : j + 1]), j
+
+    def sql_statement(self, i: int, limit: int = 12) -> tuple[str, int]:
+        """Lines from ``i`` through the one holding the terminating ``;``."""
+        j = i
+        while ";" not in self.lines[j] and j - i + 1 < limit:
+            if j + 1 >= len(self.lines) or self.hunk_of[j + 1] != self.hunk_of[i]:
+                break
+            j += 1
+        return "\n".join(self.lines[i : j + 1]), j
+
+    def first_added(self, start: int, end: int, pattern: re.Pattern[str] | None = None) -> int | None:
+        """The first added line in [start, end] matching ``pattern`` (or any added line as a fallback)."""
+        fallback = None
+        for k in range(start, end + 1):
+            if not self.added[k]:
+                continue
+            if pattern is None or pattern.search(self.lines[k]):
+                return k
+            if fallback is None:
+                fallback = k
+        return fallback
+
+    # -- enclosing blocks -----------------------------------------------------------------------------
+
+    def py_blocks(self, i: int, limit: int = 200) -> Iterator[str]:
+        """Stripped headers of the Python blocks around line ``i``, innermost first, as far as visible."""
+        ind = self.indent(i)
+        hunk = self.hunk_of[i]
+        j = i - 1
+        while j >= 0 and i - j <= limit and self.hunk_of[j] == hunk and ind > 0:
+            s = self.lines[j].strip()
+            if s and not s.startswith("#"):
+                k = self.indent(j)
+                if k < ind:
+                    yield s
+                    ind = k
+            j -= 1
+        if ind > 0:
+            section = self.sections[hunk].strip()
+            if section:
+                yield section
+
+    def direction(self, i: int, limit: int = 3000) -> str:
+        """ "down" inside a migration's down/downgrade/rollback part, else "up"."""
+        if self.is_down_file:
+            return "down"
+        j = i
+        hunk = self.hunk_of[i]
+        while j >= 0 and i - j <= limit:
+            if self.hunk_of[j] != hunk:
+                found = _direction_of(self.sections[hunk])
+                if found:
+                    return found
+                hunk = self.hunk_of[j]
+            found = _direction_of(self.lines[j])
+            if found:
+                return found
+            j -= 1
+        return _direction_of(self.sections[hunk]) or "up"
+
+
+def _direction_of(line: str) -> str | None:
+    m = _DIRECTION.match(line)
+    if m is None:
+        return None
+    word = next(g for g in m.groups() if g).lower()
+    return "down" if word.startswith(("down", "rollback")) else "up"
+
+
+def scan(line: str, depth: int, quote: str | None, comment: str) -> tuple[int, str | None]:
+    """Advance a (bracket depth, open multi-line string) state over one line."""
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if quote is not None:
+            if c == "\\":
+                i += 2
+                continue
+            if line.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if line.startswith(comment, i):
+            break
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in "\"'`":
+            if c != "`" and line.startswith(c * 3, i):
+                quote = c * 3
+                i += 3
+                continue
+            quote = c
+        i += 1
+    if quote in ('"', "'"):
+        quote = None  # an unterminated one-line string: don't let it swallow the next lines
+    return depth, quote
+
+
+def split_args(text: str, open_idx: int) -> tuple[list[str], int]:
+    """Top-level arguments of the call whose ``(`` is at ``open_idx``: (args, index of ``)`` or -1)."""
+    args: list[str] = []
+    depth = 0
+    quote: str | None = None
+    start = open_idx + 1
+    i = start
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if quote is not None:
+            if c == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if c in "\"'`":
+            quote = c * 3 if c != "`" and text.startswith(c * 3, i) else c
+            i += len(quote)
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                tail = text[start:i].strip()
+                if tail or args:
+                    args.append(tail)
+                return args, i
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    tail = text[start:].strip()
+    if tail:
+        args.append(tail)
+    return args, -1
+
+
+def call_args(text: str, m: re.Match[str]) -> tuple[list[str], int]:
+    """Arguments of the call matched by ``m``, whose match must end just after the ``(``."""
+    return split_args(text, m.end() - 1)
+
+
+def kwarg(args: list[str], name: str) -> str | None:
+    """The value text of keyword argument ``name`` (``name=`` or ``name:``), else None."""
+    pat = re.compile(rf"^{re.escape(name)}\s*(?:=(?!=)|:)\s*(.*)$", re.S)
+    for a in args:
+        m = pat.match(a)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def positional(args: list[str]) -> list[str]:
+    return [a for a in args if not re.match(r"^\*{1,2}|^\w+\s*=(?!=)", a)]
+
+
+def same_line_call_suggestion(line: str, m: re.Match[str], extra: str) -> str | None:
+    """``line`` with ``extra`` added as the last argument of the call ``m`` matched, if it closes there."""
+    args, close = split_args(line, m.end() - 1)
+    if close < 0:
+        return None
+    inner = line[m.end() : close]
+    if inner.rstrip().endswith(","):
+        return line[:close].rstrip() + " " + extra + line[close:]
+    sep = ", " if args else ""
+    return line[:close] + sep + extra + line[close:]
