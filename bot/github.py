@@ -110,10 +110,6 @@ def map_error(exc: GitHubException, what: str) -> GitHubUnavailable | GitHubErro
     """Translate a githubkit exception into our tree. ``what`` names the call, never its data."""
     if isinstance(exc, RateLimitExceeded):
         return GitHubUnavailable(f"{what}: rate limited", retry_after=exc.retry_after.total_seconds())
-    if isinstance(exc, RequestTimeout):
-        return GitHubUnavailable(f"{what}: timed out")
-    if isinstance(exc, RequestError):
-        return GitHubUnavailable(f"{what}: connection failed ({type(exc.__cause__).__name__})")
     if isinstance(exc, RequestFailed):
         response = exc.response.raw_response
         status = response.status_code
@@ -134,6 +130,10 @@ def map_error(exc: GitHubException, what: str) -> GitHubUnavailable | GitHubErro
             422: GitHubUnprocessable,
         }.get(status, GitHubError)
         return kind(f"{what}: HTTP {status} {message}".strip(), status)
+    if isinstance(exc, RequestTimeout):
+        return GitHubUnavailable(f"{what}: timed out")
+    if isinstance(exc, RequestError):
+        return GitHubUnavailable(f"{what}: connection failed ({type(exc.__cause__ or exc).__name__})")
     return GitHubError(f"{what}: {type(exc).__name__}")
 
 

@@ -116,6 +116,11 @@ def test_k02_jwt_checked_and_mint_body_recorded(world: World) -> None:
             c.get("/app", headers={"Authorization": f"Bearer {app_jwt(gh, iss=gh.client_id)}"}).json()["id"]
             == gh.app_id
         )
+        r = c.get("/repos/octo-org/svc/installation", headers={"Authorization": f"Bearer {app_jwt(gh)}"})
+        assert r.json()["id"] == world.inst.id
+        assert (
+            c.get("/repos/octo-org/svc/installation", headers={"Authorization": "token x"}).status_code == 401
+        )
     assert len(gh.tokens) == 1
 
 
@@ -278,6 +283,11 @@ def test_faults_rate_limits_and_processed_failures(world: World) -> None:
         assert r.status_code == 403 and r.headers["retry-after"] == "7"
         assert c.post("/repos/octo-org/svc/pulls/1/reviews", json=review_body(pr, [])).status_code == 504
     assert len(gh.reviews) == 1  # GitHub created it even though the answer was an error
+    gh.delay = 0.3
+    with client(gh, token) as c:
+        t0 = time.monotonic()
+        assert c.get("/repos/octo-org/svc").status_code == 200
+        assert time.monotonic() - t0 >= 0.3
 
 
 def test_webhook_fixture_patched_and_signed(world: World) -> None:
