@@ -230,6 +230,16 @@ def _parse_destination(s: str, i: int) -> tuple[str, int] | None:
     return None
 
 
+def _join(pieces: list[str]) -> str:
+    """Concatenate, keeping adjacent backtick runs apart: two touching code spans would merge."""
+    out: list[str] = []
+    for p in pieces:
+        if out and p.startswith("`") and out[-1].endswith("`"):
+            out.append(WJ)
+        out.append(p)
+    return "".join(out)
+
+
 class _BacktickRuns:
     """The backtick runs of a line, indexed so pairing code spans stays O(k log k) on hostile input."""
 
@@ -301,7 +311,7 @@ class _Inline:
                     continue
             out.append(self._char(c, s[i + 1 : i + 2]))
             i += 1
-        return "".join(out)
+        return _join(out)
 
     def _char(self, c: str, nxt: str) -> str:
         if c == "@":
