@@ -1,0 +1,182 @@
+"""The one orchestration of a review, shared by every entry point (local, GitHub App, CI).
+
+Given a workspace at the head SHA: diff → changeset → offline rules → (agent, when a model is
+configured) → review assembly. Publishing is the caller's job: this stage has no GitHub in it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.agent.definitions import AgentDefinition, load_definition
+from bot.agent.prompt import ReviewPromptContext
+from bot.agent.providers import Provider
+from bot.agent.runner import AgentBudgets, run_agent
+from bot.agent.tools import Toolbox
+from bot.checkout import Workspace
+from bot.diff import PathFilters, budget_prompt, parse_diff
+from bot.log import SECRETS, get_logger
+from bot.models import AgentResult, Changeset, Finding, ReviewDraft, Severity
+from bot.review import ReviewContext, build_review, conclusion
+from bot.rules import run_rules
+
+log = get_logger(__name__)
+
+MAX_HEAD_FILE_BYTES = 2_000_000
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReviewInputs:
+    """What a review needs besides the workspace; every field is plain data."""
+
+    title: str = ""
+    body: str = ""
+    repo: str | None = None  # "owner/name": the only repository links may point into
+    diff_base: str | None = None  # review only base..head of an earlier head (incremental)
+    filters: PathFilters = field(default_factory=PathFilters)
+    max_inline: int = 10
+    fail_on: Severity | None = None
+    prompt_tokens: int = 24_000
+    already_posted: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    draft: ReviewDraft
+    changeset: Changeset
+    agent: AgentResult | None
+    rule_findings: tuple[Finding, ...]
+    conclusion: str
+
+
+def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
+    """Read head files for evidence checks, jailed to ``root``: regular files only, no links, no .git."""
+    root = root.resolve()
+    cache: dict[str, Sequence[str] | None] = {}
+
+    def read(path: str) -> Sequence[str] | None:
+        if path in cache:
+            return cache[path]
+        cache[path] = lines = _read_jailed(root, path)
+        return lines
+
+    return read
+
+
+def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        return None
+    if any(p in ("", ".", "..", ".git") for p in parts):
+        return None
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HEAD_FILE_BYTES:
+        return None
+    try:
+        fd = os.open(current, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_HEAD_FILE_BYTES + 1)
+    if b"\0" in data[:8192]:
+        return None
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+async def review_workspace(
+    ws: Workspace,
+    inputs: ReviewInputs,
+    *,
+    provider: Provider | None = None,
+    agent: AgentDefinition | None = None,
+    budgets: AgentBudgets | None = None,
+    progress: Progress | None = None,
+) -> ReviewOutcome:
+    """Review the workspace's head against its merge base (or ``inputs.diff_base``)."""
+    started = time.monotonic()
+    say = progress or (lambda _line: None)
+    say("diffing")
+    diff_text = await ws.diff(base=inputs.diff_base)
+    changeset = parse_diff(
+        diff_text,
+        base_sha=inputs.diff_base or ws.merge_base or "",
+        head_sha=ws.head_sha,
+        filters=inputs.filters,
+    )
+    say(f"{len(changeset.files)} changed files, running offline checks")
+    rule_findings = tuple(run_rules(changeset))
+    findings: list[Finding] = list(rule_findings)
+    agent_result: AgentResult | None = None
+    prompt = budget_prompt(changeset, inputs.prompt_tokens)
+    if provider is not None and changeset.reviewable_files:
+        definition = agent or load_definition("backend-engineer")
+        toolbox = Toolbox(ws.path, allowed=definition.granted, secrets=SECRETS)
+        context = ReviewPromptContext(
+            title=inputs.title,
+            body=inputs.body,
+            diff=prompt,
+            hints=rule_findings,
+            repository=inputs.repo or "",
+            head_sha=ws.head_sha,
+            skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
+        )
+        agent_result = await run_agent(
+            definition,
+            provider=provider,
+            tools=toolbox,
+            context=context,
+            budgets=budgets or AgentBudgets(),
+            secrets=SECRETS,
+            on_progress=say,
+        )
+        findings.extend(agent_result.findings)
+    notes = list(inputs.notes)
+    if agent_result is not None and agent_result.status != "ok" and agent_result.note:
+        notes.append(agent_result.note)
+    ctx = ReviewContext(
+        repo=inputs.repo,
+        head_sha=ws.head_sha,
+        max_inline=inputs.max_inline,
+        fail_on=inputs.fail_on,
+        agent_results=(agent_result,) if agent_result else (),
+        offline_only=provider is None,
+        reviewed_files=len(changeset.reviewable_files),
+        total_files=len(changeset.files),
+        skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
+        omitted_from_prompt=prompt.omitted,
+        seconds=time.monotonic() - started,
+        notes=tuple(notes),
+        secrets=SECRETS,
+        already_posted=inputs.already_posted,
+    )
+    draft = build_review(findings, changeset, head_reader(ws.path), ctx)
+    verdict = conclusion([r.finding for r in draft.findings], inputs.fail_on)
+    log.info(
+        "review assembled",
+        files=len(changeset.files),
+        findings=len(draft.findings),
+        inline=len(draft.comments),
+        dropped=draft.dropped,
+        agent=agent_result.status if agent_result else "off",
+    )
+    return ReviewOutcome(draft, changeset, agent_result, rule_findings, verdict)
+
+
+def worst_severity(draft: ReviewDraft) -> Severity | None:
+    ranks = [r.finding.severity for r in draft.findings]
+    return max(ranks, key=lambda s: s.rank) if ranks else None
