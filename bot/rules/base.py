@@ -171,8 +171,12 @@ class Source:
 
     def matches(self, pattern: re.Pattern[str]) -> Iterator[tuple[int, re.Match[str]]]:
         """Every match of ``pattern`` over the view that starts on an added line: (line index, match)."""
-        for m in pattern.finditer(self.text):
-            i = bisect.bisect_right(self._starts, m.start()) - 1
+        text = self.text
+        for m in _multiline(pattern).finditer(text):
+            pos = m.start()
+            while pos < m.end() and text[pos] in " \t\r\n":
+                pos += 1  # a leading \s* may have started on a blank line above
+            i = bisect.bisect_right(self._starts, pos if pos < m.end() else m.start()) - 1
             if self.added[i]:
                 yield i, m
 
@@ -292,6 +296,19 @@ class Source:
                 return found
             j -= 1
         return _direction_of(self.sections[hunk]) or "up"
+
+
+_MULTILINE: dict[re.Pattern[str], re.Pattern[str]] = {}
+
+
+def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """``pattern`` with ^ and $ at line boundaries, so a whole-view search agrees with a per-line one."""
+    if pattern.flags & re.M:
+        return pattern
+    found = _MULTILINE.get(pattern)
+    if found is None:
+        found = _MULTILINE[pattern] = re.compile(pattern.pattern, pattern.flags | re.M)
+    return found
 
 
 def _direction_of(line: str) -> str | None:

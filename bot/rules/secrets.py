@@ -15,7 +15,7 @@ _SECRET_NAME = (
     r"|client_?secret|(?:auth|access|api|bearer|refresh|secret|session|github|gitlab|slack|bot|admin)_?token)"
 )
 _ASSIGN_SECRET = re.compile(
-    rf"(?<![\w$.])[:\"']?(?P<name>{_SECRET_NAME})[\"']?(?![\w])"
+    rf"(?<![\w$])[:\"']?(?P<name>{_SECRET_NAME})[\"']?(?![\w])"
     r"(?:\s+string)?\s*(?::\s*[\w\[\]|. ]+?\s*)?(?:=|:=|=>|:)\s*"
     r"(?P<pre>[rbuRBU]?)(?P<q>[\"'`])(?P<val>[^\"'`\n]*)(?P=q)",
     re.I,
@@ -125,7 +125,12 @@ def _names(expr: str) -> Iterator[str]:
             yield m.group("n").rsplit(".", 1)[-1]
 
 
+_SUBSCRIPT_KEY = re.compile(r"(?:\[|\.get\(|\.get_header\()\s*[\"']([\w-]+)[\"']\s*[\]),]")
+
+
 def _logged_names(args_text: str) -> Iterator[str]:
+    for m in _SUBSCRIPT_KEY.finditer(args_text):
+        yield m.group(1).replace("-", "_")
     outside = []
     last = 0
     for m in _STRING_BODY.finditer(args_text):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from bot.models import Changeset, DiffLine, FileDiff, FileStatus, Finding, Hunk
 from bot.rules import run_rules
 
@@ -12,7 +10,7 @@ def file_diff(
     path: str, text: str, *, status: FileStatus = FileStatus.ADDED, marked: bool = False
 ) -> FileDiff:
     """One hunk. With ``marked``, each line starts with "+" (added), " " (context) or "-" (removed)."""
-    body = textwrap.dedent(text).strip("\n").split("\n")
+    body = text.strip("\n").split("\n")
     lines: list[DiffLine] = []
     old = new = 1
     for raw in body:
