@@ -215,6 +215,7 @@ class _Pacer:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._locks: dict[int, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._last: dict[int, float] = {}
 
     @contextlib.asynccontextmanager
@@ -222,6 +223,9 @@ class _Pacer:
         if self.interval <= 0:
             yield
             return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an asyncio.Lock must not be shared across event loops
+            self._loop, self._locks = loop, {}
         lock = self._locks.setdefault(installation_id, asyncio.Lock())
         async with lock:
             wait = self._last.get(installation_id, float("-inf")) + self.interval - time.monotonic()

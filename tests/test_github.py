@@ -366,12 +366,20 @@ def test_get_file_text_from_base_branch(world: World) -> None:
     assert world.run(main) == ("severity: high\n", None)
 
 
+def test_app_can_sign_with_client_id(world: World) -> None:
+    world.app = GitHubApp(
+        client_id=world.gh.client_id, private_key=world.gh.private_key_pem, base_url=world.gh.api_url
+    )
+    assert world.run(lambda c: c.get_pull(world.job.pr)).number == 1
+    assert world.gh.token_mint_errors == []
+
+
 def test_write_pacing_per_installation(world: World) -> None:
     world.app = GitHubApp(
         app_id=world.gh.app_id,
         private_key=world.gh.private_key_pem,
         base_url=world.gh.api_url,
-        write_interval=0.3,
+        write_interval=0.15,
     )
 
     async def main(c: GitHubClient) -> float:
@@ -381,7 +389,8 @@ def test_write_pacing_per_installation(world: World) -> None:
         await c.post_issue_comment(world.job.pr, "three")
         return time.monotonic() - t0
 
-    assert world.run(main, write=True) >= 0.6
+    assert world.run(main, write=True) >= 0.3
+    assert world.run(main, write=True) >= 0.3  # a second event loop reuses the pacer safely
 
 
 # ----------------------------------------------------------------------------------- git (C-05)
