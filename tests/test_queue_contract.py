@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -468,3 +470,45 @@ def test_open_queue_urls(tmp_path: Path) -> None:
     for bad in ("mysql://x/y", "sqlite://", "queue.db"):
         with pytest.raises(ValueError):
             open_queue(bad)
+
+
+def test_sqlite_group_commit_one_failing_operation_fails_only_its_caller(tmp_path: Path) -> None:
+    async def main() -> None:
+        q = SQLiteQueue(tmp_path / "queue.db")
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO review_jobs (id) VALUES ('x')")  # violates NOT NULL
+
+        def busy(conn: sqlite3.Connection) -> None:
+            time.sleep(0.1)  # holds the writer so that everything below queues up into ONE batch
+
+        try:
+            results = await asyncio.gather(
+                q._submit(busy),
+                *(q.enqueue(job(n)) for n in range(5)),
+                q._submit(broken),
+                return_exceptions=True,
+            )
+            results = results[1:]
+            assert isinstance(results[-1], sqlite3.IntegrityError)
+            assert [getattr(r, "outcome", None) for r in results[:5]] == [EnqueueOutcome.ACCEPTED] * 5
+            assert await states(q) == [JobState.PENDING] * 5
+        finally:
+            await q.close()
+
+    asyncio.run(main())
+
+
+def test_sqlite_survives_reopen_with_jobs_intact(tmp_path: Path) -> None:
+    async def main() -> None:
+        q = SQLiteQueue(tmp_path / "queue.db")
+        await q.enqueue(job(1, delivery="d-1"))
+        await q.close()
+        q = SQLiteQueue(tmp_path / "queue.db")
+        try:
+            assert (await q.enqueue(job(2, delivery="d-1"))).outcome is EnqueueOutcome.DUPLICATE_DELIVERY
+            assert await states(q) == [JobState.PENDING]
+        finally:
+            await q.close()
+
+    asyncio.run(main())

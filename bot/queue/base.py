@@ -140,8 +140,16 @@ def semantic_key(job: ReviewJob) -> str:
     return f"{job.pr_key}@{job.head_sha}:{job.comment_id if job.comment_id is not None else '-'}"
 
 
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ReviewJob) if f.name != "pr")
+_PR_FIELDS = tuple(f.name for f in dataclasses.fields(PullRequestRef))
+
+
 def job_to_json(job: ReviewJob) -> str:
-    return json.dumps(dataclasses.asdict(job), separators=(",", ":"), sort_keys=True)
+    # Field by field rather than dataclasses.asdict: this runs on every webhook ack, and asdict's
+    # recursive deep copy was half the cost of an enqueue.
+    data: dict[str, Any] = {name: getattr(job, name) for name in _JOB_FIELDS}
+    data["pr"] = {name: getattr(job.pr, name) for name in _PR_FIELDS}
+    return json.dumps(data, separators=(",", ":"))
 
 
 def job_from_json(text: str) -> ReviewJob:

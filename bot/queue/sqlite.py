@@ -83,6 +83,18 @@ CREATE TABLE IF NOT EXISTS review_deliveries (
 CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
 """
 
+# Everything enqueue decides on, in one statement: delivery seen? a live job with the same semantic key
+# (a failed one first)? the PR's pending job?
+_ENQUEUE_CHECK = """
+SELECT
+    EXISTS (SELECT 1 FROM review_deliveries WHERE id = ?1),
+    d.id, d.state, p.id, p.head_sha, p.queued_at
+FROM (SELECT 1)
+LEFT JOIN (SELECT id, state FROM review_jobs WHERE sem_key = ?2 AND state != 'superseded'
+           ORDER BY state = 'failed' DESC LIMIT 1) AS d
+LEFT JOIN review_jobs AS p ON p.pr_key = ?3 AND p.state = 'pending'
+"""
+
 # Pending and past run_after with nothing running for its PR, or running with an expired lease (its
 # worker died); optionally under the per-installation limit of live leases (D-04).
 _CLAIM = """
@@ -113,6 +125,10 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         run_after=row[8],
         finished_at=row[9],
     )
+
+
+class _OpFailed(Exception):
+    """An operation of a batch raised (its error is the ``__cause__``)."""
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -216,29 +232,45 @@ class SQLiteQueue:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _execute(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        results: list[tuple[Any, BaseException | None]] = []
+        results: list[tuple[Any, BaseException | None]]
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            results = [(r, None) for r in self._transaction(conn, [op for op, _, _ in batch])]
+        except _OpFailed:
+            # One operation failed and the batch was rolled back: run each operation alone so the bad
+            # call fails only its own caller. Cheaper than a savepoint per operation, since failures are
+            # rare and every operation re-reads what it decides on.
+            results = []
             for op, _, _ in batch:
-                conn.execute("SAVEPOINT op")
                 try:
-                    results.append((op(conn), None))
-                except Exception as op_error:
-                    conn.execute("ROLLBACK TO op")
+                    results.append((self._transaction(conn, [op])[0], None))
+                except _OpFailed as failed:
+                    results.append((None, failed.__cause__))
+                except sqlite3.Error as op_error:
                     results.append((None, op_error))
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
         except sqlite3.Error as batch_error:  # BEGIN or COMMIT failed: nothing of this batch is durable
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             results = [(None, batch_error)] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]
         by_loop = {}
-        for (_, fut, loop), (result, error) in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((fut, result, error))
+        for (_, fut, loop), (result, exc) in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((fut, result, exc))
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed; nobody is waiting
                 loop.call_soon_threadsafe(_resolve, items)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, ops: list[_Op]) -> list[Any]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            try:
+                results = [op(conn) for op in ops]
+            except Exception as error:
+                raise _OpFailed from error
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
 
     async def _submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -257,39 +289,36 @@ class SQLiteQueue:
 
         def op(conn: sqlite3.Connection) -> EnqueueResult:
             now = self._clock()
-            if conn.execute("SELECT 1 FROM review_deliveries WHERE id = ?", (job.delivery_id,)).fetchone():
+            seen, dup_id, dup_state, pending_id, pending_head, pending_queued = conn.execute(
+                _ENQUEUE_CHECK, (job.delivery_id, key, job.pr_key)
+            ).fetchone()
+            if seen:
                 return EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
-            dup = conn.execute(
-                "SELECT id, state FROM review_jobs WHERE sem_key = ? AND state != 'superseded' "
-                "ORDER BY state = 'failed' DESC LIMIT 1",
-                (key,),
-            ).fetchone()
-            if dup is not None:
-                failed = dup[1] == JobState.FAILED
+            if dup_id is not None:
+                failed = dup_state == JobState.FAILED
                 return EnqueueResult(
-                    EnqueueOutcome.DEAD_LETTERED if failed else EnqueueOutcome.DUPLICATE_KEY, dup[0]
+                    EnqueueOutcome.DEAD_LETTERED if failed else EnqueueOutcome.DUPLICATE_KEY, dup_id
                 )
-            pending = conn.execute(
-                "SELECT id, head_sha, job, queued_at FROM review_jobs WHERE pr_key = ? AND state = 'pending'",
-                (job.pr_key,),
-            ).fetchone()
             queued_at = now
-            if pending is not None and pending[1] == job.head_sha:
+            if pending_id is not None and pending_head == job.head_sha:
                 if job.full:
+                    (stored,) = conn.execute(
+                        "SELECT job FROM review_jobs WHERE id = ?", (pending_id,)
+                    ).fetchone()
                     conn.execute(
                         "UPDATE review_jobs SET job = ?, updated_at = ? WHERE id = ?",
-                        (with_full(pending[2]), now, pending[0]),
+                        (with_full(stored), now, pending_id),
                     )
-                result = EnqueueResult(EnqueueOutcome.COALESCED, pending[0])
+                result = EnqueueResult(EnqueueOutcome.COALESCED, pending_id)
             else:
                 outcome = EnqueueOutcome.ACCEPTED
-                if pending is not None:
+                if pending_id is not None:
                     conn.execute(
                         "UPDATE review_jobs SET state = 'superseded', outcome = ?, updated_at = ?, "
                         "finished_at = ? WHERE id = ?",
-                        (f"replaced by {job_id}", now, now, pending[0]),
+                        (f"replaced by {job_id}", now, now, pending_id),
                     )
-                    queued_at = pending[3]  # the newer head keeps the PR's place in line
+                    queued_at = pending_queued  # the newer head keeps the PR's place in line
                     outcome = EnqueueOutcome.REPLACED
                 conn.execute(
                     "INSERT INTO review_jobs (id, pr_key, sem_key, installation_id, head_sha, job, state, "
