@@ -512,3 +512,24 @@ def test_sqlite_survives_reopen_with_jobs_intact(tmp_path: Path) -> None:
             await q.close()
 
     asyncio.run(main())
+
+
+def test_sqlite_wal_is_checkpointed_off_the_hot_path_when_idle(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+
+    async def main() -> None:
+        q = SQLiteQueue(db, checkpoint_idle=0.4)
+        try:
+            await q.enqueue(job(0))
+            await asyncio.sleep(0.6)
+            before = db.stat().st_size
+            # wal_autocheckpoint=0: while enqueues keep coming, the main file is not written ...
+            await asyncio.gather(*(q.enqueue(job(n)) for n in range(1, 300)))
+            assert db.stat().st_size == before
+            # ... and once the writer is idle, a checkpoint moves the pages into it.
+            await asyncio.sleep(0.6)
+            assert db.stat().st_size > before
+        finally:
+            await q.close()
+
+    asyncio.run(main())
