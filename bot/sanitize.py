@@ -40,7 +40,10 @@ _INVISIBLE_RANGES = (
 )
 
 _COMMENT_OPEN = "<!--"
-_LINK_SCAN = 2000  # how far a link's text or destination may reach (bounds the scan on "[[[[…")
+# Inline markdown metacharacters, escaped in plain text (`<`, `>`, `&`, `@`, `#<digit>` have their own rules).
+_PLAIN_ESCAPE = frozenset("`*_~[]|$\\#")
+_LINE_START_ESCAPE = frozenset("-+=/!:")
+_LINK_SCAN = 600  # how far a link destination may reach (bounds the scan on "[a]([a]([a](…")
 
 # A URL candidate: any scheme://, a few schemes browsers act on without //, www., or host.tld/path.
 _URL = re.compile(
@@ -173,24 +176,22 @@ def _strip_trailing(url: str) -> str:
     return url
 
 
-def _match_bracket(s: str, i: int) -> int:
-    """Index of the ``]`` closing the ``[`` at ``i`` (nesting, backslash escapes), or -1."""
-    depth = 0
-    j = i
-    end = min(len(s), i + _LINK_SCAN)
-    while j < end:
+def _bracket_pairs(s: str) -> dict[int, int]:
+    """Index of the ``]`` closing each ``[`` (nesting, backslash escapes), in one pass over ``s``."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    j = 0
+    while j < len(s):
         c = s[j]
         if c == "\\":
             j += 2
             continue
         if c == "[":
-            depth += 1
-        elif c == "]":
-            depth -= 1
-            if depth == 0:
-                return j
+            stack.append(j)
+        elif c == "]" and stack:
+            pairs[stack.pop()] = j
         j += 1
-    return -1
+    return pairs
 
 
 def _parse_destination(s: str, i: int) -> tuple[str, int] | None:
@@ -200,7 +201,7 @@ def _parse_destination(s: str, i: int) -> tuple[str, int] | None:
     while j < n and s[j] in " \t":
         j += 1
     if j < n and s[j] == "<":
-        k = s.find(">", j)
+        k = s.find(">", j, n)
         if k < 0 or k >= n:
             return None
         dest, j = s[j + 1 : k], k + 1
@@ -219,7 +220,7 @@ def _parse_destination(s: str, i: int) -> tuple[str, int] | None:
         j += 1
     if j < n and s[j] in "\"'(":
         close = ")" if s[j] == "(" else s[j]
-        k = s.find(close, j + 1)
+        k = s.find(close, j + 1, n)
         if k < 0 or k >= n:
             return None
         j = k + 1
@@ -278,6 +279,7 @@ class _Inline:
         out: list[str] = []
         i, n = 0, len(s)
         runs = _BacktickRuns(s)
+        pairs = _bracket_pairs(s)
         while i < n:
             c = s[i]
             prev_alnum = i > 0 and s[i - 1].isalnum()
@@ -300,12 +302,12 @@ class _Inline:
                     i += run_len
                 continue
             if c == "!" and i + 1 < n and s[i + 1] == "[" and not self.plain:
-                consumed = self._image(s, i, out)
+                consumed = self._image(s, i, out, pairs)
                 if consumed:
                     i = consumed
                     continue
             if c == "[" and not self.plain:
-                consumed = self._link(s, i, out, links=links)
+                consumed = self._link(s, i, out, pairs, links=links)
                 if consumed:
                     i = consumed
                     continue
@@ -326,13 +328,13 @@ class _Inline:
             return "&amp;"
         if c in "\\[]`":
             return "\\" + c
-        if self.plain and c.isascii() and not c.isalnum() and c not in " \t":
+        if self.plain and c in _PLAIN_ESCAPE:
             return "\\" + c
         return c
 
-    def _image(self, s: str, i: int, out: list[str]) -> int:
+    def _image(self, s: str, i: int, out: list[str], pairs: dict[int, int]) -> int:
         """An image keeps only its (escaped) alt text; its URL is never emitted. 0 if not an image."""
-        close = _match_bracket(s, i + 1)
+        close = pairs.get(i + 1, -1)
         if close < 0:
             return 0
         alt = self.run(s[i + 2 : close], links=False)
@@ -342,16 +344,16 @@ class _Inline:
                 out.append(alt)
                 return parsed[1]
         if close + 1 < len(s) and s[close + 1] == "[":
-            ref_close = _match_bracket(s, close + 1)
+            ref_close = pairs.get(close + 1, -1)
             if ref_close > 0:
                 out.append(alt)
                 return ref_close + 1
         out.append(alt)
         return close + 1
 
-    def _link(self, s: str, i: int, out: list[str], *, links: bool) -> int:
+    def _link(self, s: str, i: int, out: list[str], pairs: dict[int, int], *, links: bool) -> int:
         """An inline link: live if same-repo, else its text plus the URL as code. 0 if not a link."""
-        close = _match_bracket(s, i)
+        close = pairs.get(i, -1)
         if close < 0 or close + 1 >= len(s) or s[close + 1] != "(":
             return 0
         parsed = _parse_destination(s, close + 1)
@@ -414,9 +416,16 @@ def _dedent(line: str, width: int) -> str:
 
 
 def inert_plain(text: str, *, secrets: SecretSet | None = None) -> str:
-    """One line of untrusted text (a title, a path, a note) with no markdown meaning at all."""
+    """One line of untrusted text (a title, a path, a note) with no markdown meaning at all.
+
+    Inline metacharacters are escaped everywhere; block syntax (``- x``, ``1. x``, ``= x``) only
+    means something at the start of a line, so only the start is escaped for it.
+    """
     text = " ".join(clean_text(_drop_html_comments(text), secrets=secrets).split())
     out = _Inline(None, table=True, plain=True).run(text)
+    if out[:1] in _LINE_START_ESCAPE:
+        out = "\\" + out
+    out = re.sub(r"^(\d+)([.)])", r"\1\\\2", out)
     return WJ + out if _BOT_VERB.match(text) else out
 
 

@@ -321,7 +321,15 @@ def test_link_and_bracket_edge_cases() -> None:
 
 
 def test_hostile_sizes_stay_fast() -> None:
-    for text in ("[" * 20000, "`" * 5000 + "x", "` `` ``` " * 3000, "![" * 10000, "<!--" * 5000):
+    for text in (
+        "[" * 20000,
+        "[a](" * 10000,
+        "[a](<" * 5000,
+        "`" * 5000 + "x",
+        "` `` ``` " * 3000,
+        "![" * 10000,
+        "<!--" * 5000,
+    ):
         san(text)
 
 
