@@ -327,17 +327,23 @@ class GitHubClient:
             return None
         return base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
 
-    async def list_review_comment_bodies(self, pr: PullRequestRef) -> list[str]:
+    async def list_review_comment_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
         items = await self._paginate(
             f"{self._repo_path(pr)}/pulls/{pr.number}/comments", "list review comments"
         )
-        return [str(c.get("body") or "") for c in items]
+        return _bodies(items, bots_only)
 
     async def list_reviews(self, pr: PullRequestRef) -> list[dict[str, Any]]:
         return await self._paginate(f"{self._repo_path(pr)}/pulls/{pr.number}/reviews", "list reviews")
 
-    async def list_review_bodies(self, pr: PullRequestRef) -> list[str]:
-        return [str(r.get("body") or "") for r in await self.list_reviews(pr)]
+    async def list_review_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
+        return _bodies(await self.list_reviews(pr), bots_only)
+
+    async def list_issue_comment_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
+        items = await self._paginate(
+            f"{self._repo_path(pr)}/issues/{pr.number}/comments", "list issue comments"
+        )
+        return _bodies(items, bots_only)
 
     async def get_permission(self, pr: PullRequestRef, login: str) -> str | None:
         """``admin``/``write``/``read``/``none``, or None when GitHub could not say: callers deny (C-01)."""
@@ -490,6 +496,19 @@ class GitHubClient:
             if (markers and markers <= found) or (not markers and body.startswith(draft.body[:MAX_BODY])):
                 return int(review["id"])
         return None
+
+
+def _bodies(items: Sequence[Any], bots_only: bool) -> list[str]:
+    """Comment bodies; with ``bots_only`` just those written by an App (type Bot): a person could
+    otherwise paste our fingerprint markers to silence findings or fake a gate notice."""
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        if bots_only and (item.get("user") or {}).get("type") != "Bot":
+            continue
+        out.append(str(item.get("body") or ""))
+    return out
 
 
 def _comment_json(c: InlineComment) -> dict[str, Any]:

@@ -794,6 +794,7 @@ class FakeGitHub:
             ("GET", R + r"/compare/(?P<a>[^/]+?)\.\.\.(?P<b>[^/]+)", self._r_compare),
             ("GET", R + r"/issues/comments/(?P<id>\d+)", self._r_get_issue_comment),
             ("POST", R + r"/issues/comments/(?P<id>\d+)/reactions", self._r_reaction),
+            ("GET", R + r"/issues/(?P<n>\d+)/comments", self._r_list_issue_comments),
             ("POST", R + r"/issues/(?P<n>\d+)/comments", self._r_create_issue_comment),
             ("POST", R + r"/check-runs", self._r_create_check),
             ("PATCH", R + r"/check-runs/(?P<id>\d+)", self._r_update_check),
@@ -1448,6 +1449,17 @@ class FakeGitHub:
     def _r_get_issue_comment(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
         repo = self._authorize(ctx, m, ("issues", "pull_requests"), "read")
         return _json(200, self._issue_comment_json(self._issue_comment(repo, m)))
+
+    def _r_list_issue_comments(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        repo = self._authorize(ctx, m, ("issues", "pull_requests"), "read")
+        pr = self._pull(repo, m)
+        with self.lock:
+            items = [
+                self._issue_comment_json(c)
+                for c in self.issue_comments.values()
+                if c.repo == repo.full_name and c.issue_number == pr.number and not c.deleted
+            ]
+        return self._paginate(ctx, items)
 
     def _r_create_issue_comment(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
         repo = self._authorize(ctx, m, ("issues", "pull_requests"), "write")

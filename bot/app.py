@@ -1,0 +1,184 @@
+"""`backend-review serve`, `worker` and `setup`: wiring settings, queue, GitHub, model and workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+
+from bot.agent.providers import ModelSpec, Provider, make_provider
+from bot.agent.runner import AgentBudgets
+from bot.checkout import check_git_version
+from bot.errors import ConfigError
+from bot.github import GitHubApp
+from bot.jobs import JobDeps, JobLimits, ReviewJobRunner
+from bot.ledger import TokenLedger, open_ledger
+from bot.log import configure, get_logger
+from bot.queue import ReviewQueue, open_queue
+from bot.settings import Settings, app_manifest
+from bot.worker import Worker, WorkerConfig
+
+log = get_logger("bot.app")
+
+
+def provider_factory(settings: Settings) -> Provider | None:
+    """A fresh provider per job (its HTTP client is closed when the job ends), or None when offline."""
+    if not settings.model:
+        return None
+    spec = ModelSpec.parse(settings.model)
+    key = settings.model_api_key.get() if settings.model_api_key else ""
+    base_url = settings.model_base_url or spec.base_url
+    if not key and spec.provider == "anthropic":
+        raise ConfigError("BACKEND_REVIEW_MODEL is an Anthropic model but no API key is set")
+    return make_provider(spec, api_key=key or "not-needed", base_url=base_url)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    queue: ReviewQueue
+    ledger: TokenLedger
+    worker: Worker | None
+
+
+def _git_warning() -> None:
+    try:
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        log.error("git is not installed")
+        return
+    warning = check_git_version(out.stdout)
+    if warning:
+        log.warning("git version", detail=warning)
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings, *, workers: int) -> AsyncIterator[Runtime]:
+    queue = open_queue(settings.database_url)
+    ledger = open_ledger(settings.database_url, settings.data_dir)
+    worker: Worker | None = None
+    try:
+        if workers > 0:
+            settings.require_app()
+            assert settings.private_key is not None
+            provider_factory(settings)  # fail at start-up, not in the first job, on a bad model setting
+            app = GitHubApp(
+                private_key=settings.private_key.get(),
+                app_id=settings.app_id,
+                client_id=settings.client_id,
+                base_url=settings.github_api_url,
+            )
+            runner = ReviewJobRunner(
+                JobDeps(
+                    github=app,
+                    ledger=ledger,
+                    provider_factory=lambda: provider_factory(settings),
+                    limits=JobLimits(
+                        max_files=settings.max_files,
+                        max_changed_lines=settings.max_changed_lines,
+                        max_diff_bytes=settings.max_diff_bytes,
+                        daily_token_budget=settings.daily_token_budget,
+                        max_attempts=settings.max_attempts,
+                    ),
+                    budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
+                    git_base_url=settings.git_base_url,
+                )
+            )
+            worker = Worker(
+                queue,
+                runner,
+                on_dead=runner.on_dead,
+                config=WorkerConfig(concurrency=workers, max_attempts=settings.max_attempts),
+            )
+        yield Runtime(settings, queue, ledger, worker)
+    finally:
+        await ledger.close()
+        await queue.close()
+
+
+def _settings(environ: Mapping[str, str], args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(environ)
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
+    settings = replace(settings, **overrides)  # type: ignore[arg-type]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure(settings.log_level)
+    for warning in settings.warnings:
+        log.warning("settings", detail=warning)
+    return settings
+
+
+async def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from bot.server import create_app, uvicorn_config
+
+    settings.require_serve()
+    _git_warning()
+    async with runtime(settings, workers=settings.workers) as rt:
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(rt.worker.run(stop)) if rt.worker else None
+        app = create_app(settings, rt.queue, on_enqueued=rt.worker.notify if rt.worker else None)
+        server = uvicorn.Server(uvicorn_config(app, settings))
+        log.info(
+            "serving",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            model=settings.model or "offline",
+        )
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+
+
+def _run_loop(coro_factory: object) -> None:
+    import uvloop
+
+    assert callable(coro_factory)
+    uvloop.run(coro_factory())
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = _settings(os.environ, args)
+    _run_loop(lambda: _serve(settings))
+    return 0
+
+
+async def _work(settings: Settings) -> None:
+    _git_warning()
+    async with runtime(settings, workers=max(1, settings.workers)) as rt:
+        assert rt.worker is not None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker process started", workers=settings.workers, model=settings.model or "offline")
+        await rt.worker.run(stop)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = _settings(os.environ, args)
+    _run_loop(lambda: _work(settings))
+    return 0
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    json.dump(app_manifest(args.url), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

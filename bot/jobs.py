@@ -1,0 +1,371 @@
+"""The GitHub App's job: one queued review, from live re-checks to one posted review and check run.
+
+Order of work (each step refuses early, before money is spent):
+
+1. read token: live PR state, head SHA (W-04, C-05), command comment still there, base-branch config
+   (P-04), live permission for commands and fork PRs (C-01, C-06);
+2. write token: the in-progress check run and 👀 on a command;
+3. gates: size (D-01) and the installation's daily token budget (D-04);
+4. read token: hardened checkout by SHA, review core (bot.pipeline);
+5. write token: head re-checked (a moved head drops the review as superseded), one COMMENT review,
+   check run completed with a conclusion computed by code, 👍 on a command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.agent.providers import Provider
+from bot.agent.runner import AgentBudgets
+from bot.checkout import GitSource, workspace
+from bot.config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.diff import PathFilters
+from bot.errors import BudgetExceeded, Retryable, Superseded
+from bot.events import (
+    HELP_REPLY,
+    UNKNOWN_OPTION_REPLY,
+    AwaitMaintainer,
+    Enqueue,
+    Ignore,
+    PrFacts,
+    apply_repo_config,
+    authorize,
+)
+from bot.github import GitHubApp, GitHubClient, PullInfo
+from bot.ledger import TokenLedger
+from bot.log import bind, get_logger
+from bot.models import ReviewDraft, ReviewJob, Severity
+from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
+from bot.queue.base import ClaimedJob
+from bot.review import parse_markers
+
+log = get_logger(__name__)
+
+CHECK_NAME = "backend-review"
+SIZE_GATE_MARKER = "<!-- backend-review size-gate -->"
+BUDGET_MARKER = "<!-- backend-review budget -->"
+_ANNOTATION_LEVEL = {
+    Severity.CRITICAL: "failure",
+    Severity.HIGH: "failure",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "notice",
+    Severity.NIT: "notice",
+}
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    max_files: int = 300
+    max_changed_lines: int = 5000
+    max_diff_bytes: int = 2_000_000
+    daily_token_budget: int = 2_000_000
+    max_attempts: int = 3
+
+
+@dataclass
+class JobDeps:
+    github: GitHubApp
+    ledger: TokenLedger
+    provider_factory: Callable[[], Provider | None]  # None: offline checks only
+    limits: JobLimits = dataclasses.field(default_factory=JobLimits)
+    budgets: AgentBudgets = dataclasses.field(default_factory=AgentBudgets)
+    scratch_root: Path | None = None
+    git_base_url: str | None = None  # clone host override (GHES); default derived from the API URL
+
+
+def _describe(job: ReviewJob) -> str:
+    return f"{job.pr}@{job.head_sha[:7] or '?'}"
+
+
+def _facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
+    fork = pull.head_repo_full_name is None or pull.head_repo_full_name.lower() != job.pr.full_name.lower()
+    return PrFacts(author=pull.user_login, title=pull.title, labels=pull.labels, draft=pull.draft, fork=fork)
+
+
+def _annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ranked in draft.findings:
+        f = ranked.finding
+        out.append(
+            {
+                "path": f.path,
+                "start_line": f.line,
+                "end_line": f.end_line or f.line,
+                "annotation_level": _ANNOTATION_LEVEL[f.severity],
+                "title": f.title[:255],
+                "message": f"{f.severity} · {f.category}: {f.title}",
+            }
+        )
+    return out
+
+
+async def _bot_fingerprints(gh: GitHubClient, job: ReviewJob) -> frozenset[str]:
+    """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
+    could otherwise paste markers to silence findings)."""
+    found: set[str] = set()
+    for body in await gh.list_review_comment_bodies(job.pr, bots_only=True):
+        found |= parse_markers(body)
+    for body in await gh.list_review_bodies(job.pr, bots_only=True):
+        found |= parse_markers(body)
+    return frozenset(found)
+
+
+class ReviewJobRunner:
+    """The worker's ``JobHandler`` for GitHub App jobs."""
+
+    def __init__(self, deps: JobDeps) -> None:
+        self.deps = deps
+
+    async def __call__(self, claimed: ClaimedJob) -> str:
+        job = claimed.job
+        with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job), attempt=claimed.attempt):
+            return await self._run(claimed)
+
+    async def on_dead(self, claimed: ClaimedJob, error: BaseException) -> None:
+        """The job failed for good: say so on the PR (a neutral check; 😕 on a command)."""
+        job = claimed.job
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job)):
+            try:
+                async with self.deps.github.installation_session(job, write=True) as gw:
+                    if job.head_sha:
+                        check_id = await gw.create_check_run(
+                            job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id
+                        )
+                        await gw.complete_check_run(
+                            job.pr,
+                            check_id,
+                            conclusion="neutral",
+                            title="Review failed",
+                            summary=f"backend-review could not complete this review: {reason}",
+                        )
+                    if job.comment_id:
+                        await gw.add_reaction(job.pr, job.comment_id, "confused")
+            except Exception as exc:  # the failure report itself is best effort
+                log.warning("could not report the failed job", error=type(exc).__name__)
+
+    async def _run(self, claimed: ClaimedJob) -> str:
+        job = claimed.job
+        deps = self.deps
+        decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
+        assert isinstance(decision, Enqueue)
+        async with deps.github.installation_session(job, write=False) as gh:
+            pull = await gh.get_pull(job.pr)
+            if pull.state != "open":
+                return "skipped: pull request is not open"
+            # C-05: a command pins the head it was authorised on; a push-triggered job owns its SHA
+            head_sha = job.head_sha or pull.head_sha
+            if pull.head_sha != head_sha:
+                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}")
+            if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
+                return "skipped: the command comment was deleted"
+            config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
+            decision = dataclasses.replace(decision, facts=_facts(pull, job))
+            decision = apply_repo_config(decision, config)
+            if isinstance(decision, Enqueue) and decision.needs_permission_check:
+                permission = await gh.get_permission(job.pr, decision.needs_permission_check)
+                decision = authorize(decision, permission)
+            posted = await _bot_fingerprints(gh, job) if isinstance(decision, Enqueue) else frozenset()
+        job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
+        if isinstance(decision, Ignore):
+            if decision.react and job.comment_id is not None:
+                async with deps.github.installation_session(job, write=True) as gw:
+                    await gw.add_reaction(job.pr, job.comment_id, "-1")
+            log.info("job skipped", reason=decision.reason)
+            return f"skipped: {decision.reason}"
+        if isinstance(decision, AwaitMaintainer):
+            await self._neutral_check(job, claimed.id, "Awaiting a maintainer", decision.reason)
+            return "awaiting maintainer"
+        if decision.kind in ("help", "unknown_option"):
+            reply = HELP_REPLY if decision.kind == "help" else UNKNOWN_OPTION_REPLY
+            async with deps.github.installation_session(job, write=True) as gw:
+                await gw.post_issue_comment(job.pr, reply)
+            return f"replied: {decision.kind}"
+        return await self._review(claimed, job, pull, config, problems, posted)
+
+    async def _neutral_check(self, job: ReviewJob, external_id: str, title: str, summary: str) -> None:
+        async with self.deps.github.installation_session(job, write=True) as gw:
+            check_id = await gw.create_check_run(
+                job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id
+            )
+            await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
+
+    async def _gate(self, job: ReviewJob, pull: PullInfo) -> str | None:
+        limits = self.deps.limits
+        changed = pull.additions + pull.deletions
+        if pull.changed_files > limits.max_files or changed > limits.max_changed_lines:
+            return (
+                f"This pull request changes {pull.changed_files} files and {changed} lines; backend-review "
+                f"reviews at most {limits.max_files} files and {limits.max_changed_lines} changed lines. "
+                "Split it up, or narrow the reviewed paths in `.github/backend-review.yml`."
+            )
+        return None
+
+    async def _review(
+        self,
+        claimed: ClaimedJob,
+        job: ReviewJob,
+        pull: PullInfo,
+        config: RepoConfig,
+        problems: list[str],
+        posted: frozenset[str],
+    ) -> str:
+        deps = self.deps
+        too_large = await self._gate(job, pull)
+        async with deps.github.installation_session(job, write=True) as gw:
+            check_id = await gw.create_check_run(
+                job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id
+            )
+            if job.comment_id is not None:
+                await gw.add_reaction(job.pr, job.comment_id, "eyes")
+            if too_large is not None:
+                # D-01: one comment per PR, zero model tokens
+                bodies = await gw.list_issue_comment_bodies(job.pr, bots_only=True)
+                if not any(SIZE_GATE_MARKER in b for b in bodies):
+                    await gw.post_issue_comment(job.pr, f"{too_large}\n\n{SIZE_GATE_MARKER}")
+                await gw.complete_check_run(
+                    job.pr, check_id, conclusion="neutral", title="Too large to review", summary=too_large
+                )
+                return "skipped: too large"
+        notes = [f"`{CONFIG_PATH}`: {p} (defaults used)" for p in problems]
+        provider = deps.provider_factory()
+        installation = job.pr.installation_id or 0
+        if provider is not None and not await deps.ledger.has_budget(
+            installation, deps.limits.daily_token_budget
+        ):
+            # D-04: no model spend past the cap; one notice a day, then offline checks quietly
+            if await deps.ledger.claim_notice(installation):
+                notes.append("The daily model budget is spent: offline checks only until tomorrow (UTC).")
+            log.warning("daily token budget spent", installation=installation)
+            await provider.aclose()
+            provider = None
+        try:
+            outcome = await self._review_core(job, pull, config, notes, posted, provider)
+        except BaseException as exc:
+            await self._interrupted_check(job, check_id, claimed, exc)
+            raise
+        finally:
+            if provider is not None:
+                await provider.aclose()
+        agent = outcome.agent
+        if agent is not None and agent.usage is not None:
+            await deps.ledger.add(installation, agent.usage.input_tokens + agent.usage.output_tokens)
+        return await self._publish(job, check_id, outcome)
+
+    async def _review_core(
+        self,
+        job: ReviewJob,
+        pull: PullInfo,
+        config: RepoConfig,
+        notes: list[str],
+        posted: frozenset[str],
+        provider: Provider | None,
+    ) -> ReviewOutcome:
+        deps = self.deps
+        incremental = job.trigger == "synchronize" and not job.full and job.before_sha is not None
+        inputs = ReviewInputs(
+            title=pull.title,
+            body=pull.body,
+            repo=job.pr.full_name,
+            filters=PathFilters(include=config.include, exclude=config.exclude),
+            max_inline=config.max_inline_comments,
+            fail_on=config.fail_on,
+            already_posted=posted,
+            notes=tuple(notes),
+        )
+        async with deps.github.installation_session(job, write=False) as gh:
+            url = deps.github.clone_url(job.pr.owner, job.pr.repo)
+            if deps.git_base_url:
+                url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
+            source = GitSource.https(url, gh.token)
+            async with workspace(
+                source,
+                job.head_sha,
+                pull.base_sha,
+                scratch_root=deps.scratch_root,
+                max_bytes=deps.limits.max_diff_bytes * 50,
+            ) as ws:
+                diff_base = None
+                if incremental and job.before_sha and await _is_ancestor(ws, job.before_sha):
+                    diff_base = job.before_sha
+                inputs = dataclasses.replace(inputs, diff_base=diff_base)
+                return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
+
+    async def _interrupted_check(
+        self, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
+    ) -> None:
+        """Never leave a check spinning: close it, saying whether the job will be retried."""
+        retrying = isinstance(exc, Retryable) and claimed.attempt < self.deps.limits.max_attempts
+        if isinstance(exc, Superseded):
+            conclusion, title = "skipped", "Superseded by a newer push"
+        elif retrying:
+            conclusion, title = "neutral", "Review interrupted; retrying"
+        else:
+            conclusion, title = "neutral", "Review failed"
+        try:
+            async with self.deps.github.installation_session(job, write=True) as gw:
+                await gw.complete_check_run(
+                    job.pr, check_id, conclusion=conclusion, title=title, summary=f"{title}."
+                )
+        except Exception as report_exc:
+            log.warning("could not close the check run", error=type(report_exc).__name__)
+
+    async def _publish(self, job: ReviewJob, check_id: int, outcome: ReviewOutcome) -> str:
+        draft = outcome.draft
+        async with self.deps.github.installation_session(job, write=True) as gw:
+            live = await gw.get_pull(job.pr)
+            if live.head_sha != job.head_sha:
+                await gw.complete_check_run(
+                    job.pr,
+                    check_id,
+                    conclusion="skipped",
+                    title="Superseded by a newer push",
+                    summary=f"The head moved to `{live.head_sha[:7]}` before this review was posted.",
+                )
+                raise Superseded(f"head moved to {live.head_sha[:7]} during the review")
+            # Quiet by design: a push that brings nothing new gets the check run only.
+            wants_review = bool(draft.comments or draft.file_comments or draft.findings)
+            if job.trigger in ("command", "opened", "reopened", "ready_for_review"):
+                wants_review = True
+            review_id = None
+            if wants_review:
+                review_id = await gw.post_review(job.pr, draft)
+                for fc in draft.file_comments:
+                    await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+            await gw.complete_check_run(
+                job.pr,
+                check_id,
+                conclusion=outcome.conclusion,
+                title=draft.check_title or "backend-review",
+                summary=draft.check_summary or draft.body,
+                annotations=_annotations(draft),
+            )
+            if job.comment_id is not None:
+                await gw.add_reaction(job.pr, job.comment_id, "+1")
+        log.info(
+            "review published",
+            review=review_id,
+            inline=len(draft.comments),
+            findings=len(draft.findings),
+            conclusion=outcome.conclusion,
+        )
+        return f"posted review {review_id} with {len(draft.comments)} inline comments"
+
+
+async def _is_ancestor(ws: Any, sha: str) -> bool:
+    """Incremental review only when the previous head is an ancestor (not after a force-push)."""
+    from bot.errors import WorkspaceError
+
+    try:
+        await ws.diff(base=sha, context=0)
+        await ws.git(["merge-base", "--is-ancestor", sha, ws.head_sha])
+    except WorkspaceError:
+        return False
+    return True
+
+
+__all__ = ["CHECK_NAME", "BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner"]
