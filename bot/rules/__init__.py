@@ -45,6 +45,8 @@ def run_rules(changeset: Changeset) -> list[Finding]:
         for check in _BY_LANGUAGE.get(language or "", _ANY_FILE):
             if (check.skip_tests and src.is_test) or (check.migrations_only and not src.is_migration):
                 continue
+            if not src.focus(check.needles):
+                continue
             r = check.rule
             seen: set[int] = set()
             for hit in check.run(src):
@@ -63,7 +65,7 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                         evidence=src.lines[i].rstrip(),
                         source=r.id,
                         confidence=r.confidence,
-                        suggestion=hit.suggestion,
+                        suggestion=hit.suggestion.rstrip() if hit.suggestion else None,
                     )
                 )
     findings.sort(key=lambda f: (f.path, f.line, f.source))

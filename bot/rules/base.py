@@ -39,6 +39,9 @@ class Check:
     rule: Rule
     run: Callable[[Source], Iterable[Hit]]
     skip_tests: bool = True  # test code legitimately hard-codes secrets, skips timeouts, etc.
+    # Lower-case substrings at least one of which every line the check can flag contains: a C-speed
+    # prefilter, so the regexes run only on candidate lines.
+    needles: tuple[str, ...] = ()
     in_comments: bool = False  # a leaked key is a leak even in a comment
     migrations_only: bool = False
 
@@ -166,6 +169,27 @@ class Source:
             starts.append(pos)
             pos += len(t) + 1
         self._starts = starts
+        self._lower: str | None = None
+        self.candidates: list[int] | None = None
+
+    def focus(self, needles: tuple[str, ...]) -> bool:
+        """Restrict :meth:`line_matches` to added lines holding a needle; False when there are none."""
+        if not needles:
+            self.candidates = None
+            return True
+        if self._lower is None:
+            self._lower = self.text.lower()
+        lower = self._lower
+        found: set[int] = set()
+        for needle in needles:
+            pos = lower.find(needle)
+            while pos >= 0:
+                i = bisect.bisect_right(self._starts, pos) - 1
+                if self.added[i]:
+                    found.add(i)
+                pos = lower.find(needle, self._starts[i + 1] if i + 1 < len(self._starts) else len(lower))
+        self.candidates = sorted(found)
+        return bool(found)
 
     # -- locating -------------------------------------------------------------------------------------
 
@@ -182,6 +206,12 @@ class Source:
 
     def line_matches(self, pattern: re.Pattern[str]) -> Iterator[tuple[int, re.Match[str]]]:
         """Like :meth:`matches` but at most once per line, and the match is re-run on that line alone."""
+        if self.candidates is not None:
+            for i in self.candidates:
+                m = pattern.search(self.lines[i])
+                if m is not None:
+                    yield i, m
+            return
         last = -1
         for i, _ in self.matches(pattern):
             if i == last:

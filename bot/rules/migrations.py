@@ -242,6 +242,7 @@ CHECKS = (
             0.85,
         ),
         _drop,
+        needles=("drop", "remove"),
         migrations_only=True,
     ),
     Check(
@@ -258,6 +259,7 @@ CHECKS = (
             0.85,
         ),
         _rename,
+        needles=("rename", "new_column_name"),
         migrations_only=True,
     ),
     Check(
@@ -275,6 +277,7 @@ CHECKS = (
             0.8,
         ),
         _not_null,
+        needles=("add", "notnullable"),
         migrations_only=True,
     ),
     Check(
@@ -292,6 +295,7 @@ CHECKS = (
             0.7,
         ),
         _index,
+        needles=("index",),
         migrations_only=True,
     ),
     Check(
@@ -309,6 +313,7 @@ CHECKS = (
             0.7,
         ),
         _fk_index,
+        needles=("references", "foreign"),
         migrations_only=True,
     ),
 )

@@ -264,6 +264,7 @@ CHECKS = (
             0.85,
         ),
         _py_timeout,
+        needles=("requests.", "urlopen", "httpx."),
     ),
     Check(
         rule(
@@ -279,6 +280,7 @@ CHECKS = (
             0.85,
         ),
         _go_timeout,
+        needles=("http.",),
     ),
     Check(
         rule(
@@ -293,6 +295,7 @@ CHECKS = (
             0.8,
         ),
         _py_swallow,
+        needles=("except", "suppress"),
         skip_tests=False,
     ),
     Check(
@@ -309,6 +312,7 @@ CHECKS = (
             0.8,
         ),
         _js_catch,
+        needles=("catch",),
         skip_tests=False,
     ),
     Check(
@@ -324,6 +328,7 @@ CHECKS = (
             0.75,
         ),
         _go_ignored,
+        needles=("_ ", "_=", "unmarshal", "exec", "commit", "scan"),
     ),
     Check(
         rule(
@@ -337,6 +342,7 @@ CHECKS = (
             0.8,
         ),
         _java_catch,
+        needles=("catch",),
         skip_tests=False,
     ),
     Check(
@@ -352,6 +358,7 @@ CHECKS = (
             0.8,
         ),
         _rb_rescue,
+        needles=("rescue",),
         skip_tests=False,
     ),
     Check(
@@ -368,6 +375,7 @@ CHECKS = (
             0.65,
         ),
         _py_loop_query,
+        needles=("objects.", "session.", "query.", "execute", "fetch"),
     ),
     Check(
         rule(
@@ -382,6 +390,7 @@ CHECKS = (
             0.65,
         ),
         _js_loop_query,
+        needles=("await",),
     ),
     Check(
         rule(
@@ -398,5 +407,6 @@ CHECKS = (
             0.85,
         ),
         _py_blocking,
+        needles=("sleep", "requests.", "urlopen"),
     ),
 )

@@ -336,6 +336,7 @@ CHECKS = (
             0.75,
         ),
         _hardcoded,
+        needles=("pass", "secret", "key", "token", "://"),
     ),
     Check(
         rule(
@@ -350,6 +351,7 @@ CHECKS = (
             0.95,
         ),
         _private_key,
+        needles=("private key",),
         in_comments=True,
     ),
     Check(
@@ -366,6 +368,7 @@ CHECKS = (
             0.9,
         ),
         _token_format,
+        needles=("akia", "gh", "xox", "_live_", "aiza", "glpat-", "sk-"),
         in_comments=True,
     ),
     Check(
@@ -382,6 +385,7 @@ CHECKS = (
             0.75,
         ),
         _secret_in_log,
+        needles=("log", "print", "puts", "console"),
     ),
     Check(
         rule(
@@ -398,6 +402,7 @@ CHECKS = (
             0.7,
         ),
         _timing,
+        needles=("==", "!=", "equal"),
     ),
     Check(
         rule(
@@ -413,6 +418,7 @@ CHECKS = (
             0.85,
         ),
         _weak_hash,
+        needles=("pass", "pwd"),
     ),
     Check(
         rule(
@@ -428,5 +434,6 @@ CHECKS = (
             0.8,
         ),
         _insecure_random,
+        needles=("random", "rand."),
     ),
 )

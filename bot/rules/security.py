@@ -251,6 +251,7 @@ CHECKS = (
             0.85,
         ),
         _jwt_unverified,
+        needles=("jwt", "parseunverified"),
     ),
     Check(
         rule(
@@ -265,6 +266,7 @@ CHECKS = (
             0.7,
         ),
         _py_jwt_algorithms,
+        needles=("jwt.decode",),
     ),
     Check(
         rule(
@@ -278,6 +280,7 @@ CHECKS = (
             0.9,
         ),
         _none_alg,
+        needles=("none",),
     ),
     Check(
         rule(
@@ -293,6 +296,7 @@ CHECKS = (
             0.8,
         ),
         _cors,
+        needles=("origin", "credentials", "cors("),
     ),
     Check(
         rule(
@@ -308,6 +312,7 @@ CHECKS = (
             0.75,
         ),
         _debug,
+        needles=("debug", "consider_all_requests_local"),
     ),
     Check(
         rule(
@@ -322,6 +327,7 @@ CHECKS = (
             0.85,
         ),
         _tls,
+        needles=("verify", "cert_none", "check_hostname", "rejectunauthorized", "tls_reject", "insecure"),
     ),
     Check(
         rule(
@@ -336,6 +342,7 @@ CHECKS = (
             0.9,
         ),
         _yaml,
+        needles=("yaml.",),
         skip_tests=False,
     ),
     Check(
@@ -351,6 +358,7 @@ CHECKS = (
             0.85,
         ),
         _pickle,
+        needles=("pickle", "dill.", "marshal."),
     ),
     Check(
         rule(
@@ -365,6 +373,7 @@ CHECKS = (
             0.85,
         ),
         _shell,
+        needles=("subprocess", "os.system", "os.popen"),
     ),
     Check(
         rule(
@@ -379,5 +388,6 @@ CHECKS = (
             0.85,
         ),
         _eval,
+        needles=("eval", "exec", "function"),
     ),
 )

@@ -204,28 +204,30 @@ def _generic(rule_id: str) -> Callable[[Source], Iterator[Hit]]:
     lang = _LANGS[rule_id]
 
     def run(src: Source) -> Iterator[Hit]:
-        for i, m in src.matches(lang.call):
-            line = src.lines[i]
-            lm = lang.call.search(line, max(0, m.start() - src._starts[i]))
-            if lm is None:
-                continue
+        for i, _ in src.line_matches(lang.call):
             text, end = src.statement(i)
-            args, _ = call_args(text, lm)
-            for arg in args[: lang.args_checked]:
-                if lang.formatted(arg, _SQL_KW):
-                    k = src.first_added(i, end, _INTERP_LINE)
-                    if k is not None:
-                        yield Hit(k)
-                    break
-                if re.fullmatch(r"[A-Za-z_]\w*", arg):
-                    j = _tainted(src, i, arg, lang, _SQL_KW)
-                    if j is not None:
-                        _, jend = src.statement(j)
-                        k = src.first_added(j, jend, _INTERP_LINE)
-                        yield Hit(k if k is not None else i)
-                        break
+            for lm in lang.call.finditer(src.lines[i]):
+                yield from _check_call(src, lang, i, text, end, lm)
 
     return run
+
+
+def _check_call(src: Source, lang: _Lang, i: int, text: str, end: int, lm: re.Match[str]) -> Iterator[Hit]:
+    """Hits for one query call: a formatted first argument, or a variable assigned formatted SQL."""
+    args, _ = call_args(text, lm)
+    for arg in args[: lang.args_checked]:
+        if lang.formatted(arg, _SQL_KW):
+            k = src.first_added(i, end, _INTERP_LINE)
+            if k is not None:
+                yield Hit(k)
+            break
+        if re.fullmatch(r"[A-Za-z_]\w*", arg):
+            j = _tainted(src, i, arg, lang, _SQL_KW)
+            if j is not None:
+                _, jend = src.statement(j)
+                k = src.first_added(j, jend, _INTERP_LINE)
+                yield Hit(k if k is not None else i)
+                break
 
 
 def _ruby(src: Source) -> Iterator[Hit]:
@@ -258,6 +260,7 @@ CHECKS = (
             0.9,
         ),
         _generic("py-sql-format"),
+        needles=("execute", "raw", "text(", "read_sql", "mogrify"),
     ),
     Check(
         rule(
@@ -271,6 +274,7 @@ CHECKS = (
             0.85,
         ),
         _generic("js-sql-template"),
+        needles=("query", "execute", "raw", "unsafe"),
     ),
     Check(
         rule(
@@ -284,6 +288,7 @@ CHECKS = (
             0.9,
         ),
         _generic("go-sql-format"),
+        needles=("query", "exec", "prepare", "select(", "get(", "raw("),
     ),
     Check(
         rule(
@@ -297,6 +302,7 @@ CHECKS = (
             0.85,
         ),
         _generic("java-sql-concat"),
+        needles=("execute", "prepare", "query", "update(", "addbatch"),
     ),
     Check(
         rule(
@@ -311,5 +317,23 @@ CHECKS = (
             0.85,
         ),
         _ruby,
+        needles=(
+            "where",
+            "having",
+            "order",
+            "group",
+            "joins",
+            "pluck",
+            "from",
+            "lock",
+            "_all",
+            "exists?",
+            "find_by",
+            "calculate",
+            "not",
+            "sql",
+            "exec",
+            "select",
+        ),
     ),
 )
