@@ -274,4 +274,5 @@ def test_large_changeset_is_fast() -> None:
     assert total >= 500_000
     start = time.perf_counter()
     assert run_rules(cs) == []
-    assert time.perf_counter() - start < 5.0
+    # ~1.5 s alone on the 2-core box; the bound leaves room for a loaded CI machine.
+    assert time.perf_counter() - start < 15.0
