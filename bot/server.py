@@ -143,7 +143,10 @@ def create_app(
             reason = decision.reason if isinstance(decision, events.Ignore) else type(decision).__name__
             return JSONResponse({"ignored": reason})
         try:
-            result = await queue.enqueue(decision.to_job())
+            job = decision.to_job()
+            # D-03: pushes wait a little so a burst coalesces into the newest head before any work
+            delay = settings.debounce_seconds if job.trigger == "synchronize" else 0.0
+            result = await queue.enqueue(job, delay_seconds=delay)
         except Exception as exc:  # any queue failure: 5xx so the delivery can be redelivered (W-04)
             log.error("enqueue failed", delivery=delivery, error=type(exc).__name__)
             info["outcome"] = "queue_error"

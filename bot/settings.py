@@ -286,7 +286,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         max_diff_bytes=_int(env, "MAX_DIFF_BYTES", 1),
         daily_token_budget=_int(env, "DAILY_TOKEN_BUDGET", 0),
         max_tokens_per_review=_int(env, "MAX_TOKENS_PER_REVIEW", 1),
-        debounce_seconds=_float(env, "DEBOUNCE_SECONDS", 0.0),
+        debounce_seconds=_float(env, "DEBOUNCE_SECONDS", 30.0),
         allowed_bot_app_ids=_app_ids(env),
         log_level=log_level,
         log_requests=_bool(env, "LOG_REQUESTS"),

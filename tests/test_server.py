@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -8,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,17 @@ from starlette.testclient import TestClient
 from bot import events
 from bot.server import create_app, uvicorn_config
 from bot.settings import Secret, Settings
-from tests.support.webhooks import SECRET, FakeQueue, command_payload, fixture, headers, sign
+from tests.support.webhooks import SECRET, RecordingQueue, command_payload, fixture, headers, sign
 
 APP_ID = 777
 
 
 @pytest.fixture
-def queue() -> FakeQueue:
-    """Swap in the real queue here once it exists: the tests only use enqueue/state and `jobs`."""
-    return FakeQueue()
+def queue(tmp_path: Path) -> Iterator[RecordingQueue]:
+    """The real embedded SQLite queue."""
+    q = RecordingQueue(tmp_path / "queue.sqlite3")
+    yield q
+    asyncio.run(q.real.close())
 
 
 def make_settings(**changes: Any) -> Settings:
@@ -38,7 +42,7 @@ def make_settings(**changes: Any) -> Settings:
     return Settings(**base)
 
 
-def client_for(queue: FakeQueue, **kw: Any) -> TestClient:
+def client_for(queue: RecordingQueue, **kw: Any) -> TestClient:
     settings = kw.pop("settings", None) or make_settings()
     return TestClient(create_app(settings, queue, **kw))
 
@@ -60,7 +64,7 @@ class Spy:
 # --- W-01 ---------------------------------------------------------------------------------------
 
 
-def test_w01_forged_requests_rejected_signed_accepted(queue: FakeQueue) -> None:
+def test_w01_forged_requests_rejected_signed_accepted(queue: RecordingQueue) -> None:
     parser = Spy(events.parse_payload)
     enqueued: list[int] = []
     with client_for(queue, parser=parser, on_enqueued=lambda: enqueued.append(1)) as client:
@@ -88,13 +92,13 @@ def test_w01_forged_requests_rejected_signed_accepted(queue: FakeQueue) -> None:
 
 
 @pytest.mark.parametrize("path", ["/webhook", "/api/github/webhooks", "/"])
-def test_webhook_paths(queue: FakeQueue, path: str) -> None:
+def test_webhook_paths(queue: RecordingQueue, path: str) -> None:
     body = body_of(fixture("pull_request/opened.payload.json"))
     with client_for(queue) as client:
         assert client.post(path, content=body, headers=headers(body, "pull_request")).status_code == 202
 
 
-def test_w05_valid_event_acked_fast_with_job(queue: FakeQueue) -> None:
+def test_w05_valid_event_acked_fast_with_job(queue: RecordingQueue) -> None:
     body = body_of(fixture("pull_request/synchronize.payload.json"))
     with client_for(queue) as client:
         started = time.perf_counter()
@@ -103,7 +107,7 @@ def test_w05_valid_event_acked_fast_with_job(queue: FakeQueue) -> None:
     assert response.status_code == 202 and len(queue.jobs) == 1
 
 
-def test_rotation_previous_secret_accepted(queue: FakeQueue) -> None:
+def test_rotation_previous_secret_accepted(queue: RecordingQueue) -> None:
     settings = make_settings(webhook_secrets=(Secret("n" * 40), Secret(SECRET.decode())))
     body = body_of(fixture("pull_request/opened.payload.json"))
     with client_for(queue, settings=settings) as client:
@@ -113,7 +117,7 @@ def test_rotation_previous_secret_accepted(queue: FakeQueue) -> None:
 # --- W-02 / W-03 --------------------------------------------------------------------------------
 
 
-def test_w02_one_byte_changed_rejected_before_parsing(queue: FakeQueue) -> None:
+def test_w02_one_byte_changed_rejected_before_parsing(queue: RecordingQueue) -> None:
     parser = Spy(events.parse_payload)
     body = json.dumps(command_payload(), indent=1).encode()
     signed = headers(body, "issue_comment")
@@ -125,7 +129,7 @@ def test_w02_one_byte_changed_rejected_before_parsing(queue: FakeQueue) -> None:
     assert parser.calls == 0 and queue.jobs == {}
 
 
-def test_w02_duplicate_action_keys_rejected(queue: FakeQueue) -> None:
+def test_w02_duplicate_action_keys_rejected(queue: RecordingQueue) -> None:
     inner = body_of(command_payload())
     body = b'{"action": "deleted", ' + inner[1:]
     with client_for(queue) as client:
@@ -134,7 +138,7 @@ def test_w02_duplicate_action_keys_rejected(queue: FakeQueue) -> None:
 
 
 def test_w03_compare_digest_called_once_per_request(
-    queue: FakeQueue, monkeypatch: pytest.MonkeyPatch
+    queue: RecordingQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = Spy(hmac.compare_digest)
     monkeypatch.setattr(hmac, "compare_digest", spy)
@@ -154,7 +158,7 @@ def test_w03_compare_digest_called_once_per_request(
 # --- W-04 ---------------------------------------------------------------------------------------
 
 
-def test_w04_same_delivery_twice_no_new_job(queue: FakeQueue) -> None:
+def test_w04_same_delivery_twice_no_new_job(queue: RecordingQueue) -> None:
     body = body_of(command_payload())
     with client_for(queue) as client:
         first = client.post("/webhook", content=body, headers=headers(body, "issue_comment", "g-1"))
@@ -166,7 +170,7 @@ def test_w04_same_delivery_twice_no_new_job(queue: FakeQueue) -> None:
     assert len(queue.jobs) == 1
 
 
-def test_w04_queue_failure_is_5xx_so_delivery_can_be_redelivered(queue: FakeQueue) -> None:
+def test_w04_queue_failure_is_5xx_so_delivery_can_be_redelivered(queue: RecordingQueue) -> None:
     body = body_of(command_payload())
     queue.fail_with = RuntimeError("database is locked")
     with client_for(queue) as client:
@@ -193,7 +197,7 @@ def hmac_spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Spy]]:
     yield spies
 
 
-def test_w05_30mb_rejected_before_hmac(queue: FakeQueue, hmac_spy: list[Spy]) -> None:
+def test_w05_30mb_rejected_before_hmac(queue: RecordingQueue, hmac_spy: list[Spy]) -> None:
     body = b"{" + b" " * (30 * 1000 * 1000) + b"}"
     with client_for(queue) as client:
         response = client.post("/webhook", content=body, headers={"X-GitHub-Event": "pull_request"})
@@ -201,7 +205,7 @@ def test_w05_30mb_rejected_before_hmac(queue: FakeQueue, hmac_spy: list[Spy]) ->
     assert [s.calls for s in hmac_spy] == [0, 0, 0] and queue.jobs == {}
 
 
-def test_w05_streamed_body_counted_without_content_length(queue: FakeQueue, hmac_spy: list[Spy]) -> None:
+def test_w05_streamed_body_counted_without_content_length(queue: RecordingQueue, hmac_spy: list[Spy]) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(10):
             yield b" " * 1000
@@ -212,7 +216,7 @@ def test_w05_streamed_body_counted_without_content_length(queue: FakeQueue, hmac
     assert [s.calls for s in hmac_spy] == [0, 0, 0]
 
 
-def test_w05_trickled_body_closed_at_timeout(queue: FakeQueue) -> None:
+def test_w05_trickled_body_closed_at_timeout(queue: RecordingQueue) -> None:
     settings = make_settings(body_timeout_seconds=1.0)
     config = uvicorn_config(create_app(settings, queue), settings, log_level="critical")
     server = uvicorn.Server(config)
@@ -281,7 +285,9 @@ def test_w05_trickled_body_closed_at_timeout(queue: FakeQueue) -> None:
         ("issue_comment", command_payload("> /backend-review")),
     ],
 )
-def test_w06_ignored_events_get_2xx_and_no_job(queue: FakeQueue, event: str, payload: dict[str, Any]) -> None:
+def test_w06_ignored_events_get_2xx_and_no_job(
+    queue: RecordingQueue, event: str, payload: dict[str, Any]
+) -> None:
     body = body_of(payload)
     with client_for(queue) as client:
         response = client.post("/webhook", content=body, headers=headers(body, event))
@@ -289,14 +295,14 @@ def test_w06_ignored_events_get_2xx_and_no_job(queue: FakeQueue, event: str, pay
     assert queue.jobs == {}
 
 
-def test_w06_unknown_installation(queue: FakeQueue) -> None:
+def test_w06_unknown_installation(queue: RecordingQueue) -> None:
     body = body_of(fixture("pull_request/opened.payload.json"))
     with client_for(queue, known_installation=lambda i: i == 999) as client:
         response = client.post("/webhook", content=body, headers=headers(body, "pull_request"))
     assert response.status_code == 200 and queue.jobs == {}
 
 
-def test_ping_and_probes(queue: FakeQueue) -> None:
+def test_ping_and_probes(queue: RecordingQueue) -> None:
     body = body_of(fixture("ping/with-app_id.payload.json"))
     with client_for(queue) as client:
         assert client.post("/webhook", content=body, headers=headers(body, "ping")).status_code == 200
@@ -308,14 +314,14 @@ def test_ping_and_probes(queue: FakeQueue) -> None:
         assert client.post("/webhook", content=body, headers=unsigned_headers).status_code == 400
 
 
-def test_serve_requires_a_webhook_secret(queue: FakeQueue) -> None:
+def test_serve_requires_a_webhook_secret(queue: RecordingQueue) -> None:
     from bot.errors import ConfigError
 
     with pytest.raises(ConfigError):
         create_app(Settings(), queue)
 
 
-def test_delivery_log_line(queue: FakeQueue, caplog: pytest.LogCaptureFixture) -> None:
+def test_delivery_log_line(queue: RecordingQueue, caplog: pytest.LogCaptureFixture) -> None:
     body = body_of(fixture("pull_request/opened.payload.json"))
     with (
         caplog.at_level(logging.INFO, logger="bot.server"),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 from bot.models import ReviewJob
-from bot.queue.base import ClaimedJob, EnqueueOutcome, EnqueueResult, JobState
+from bot.queue.base import EnqueueResult, JobState
+from bot.queue.sqlite import SQLiteQueue
 from tests.conftest import WEBHOOKS
 
 SECRET = b"w" * 40
@@ -50,50 +51,30 @@ def headers(body: bytes, event: str, delivery: str = "d-1", secret: bytes = SECR
     }
 
 
-class FakeQueue:
-    """The ReviewQueue protocol's enqueue dedupe (delivery id, semantic key) in memory."""
+class RecordingQueue:
+    """The real SQLite queue, recording the jobs it accepted (for assertions) and able to fail on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.real = SQLiteQueue(path)
         self.jobs: dict[str, ReviewJob] = {}
-        self._deliveries: set[str] = set()
-        self._keys: set[tuple[object, ...]] = set()
-        self._ids = itertools.count(1)
+        self.delays: list[float] = []
         self.fail_with: Exception | None = None
 
-    async def enqueue(self, job: ReviewJob) -> EnqueueResult:
+    async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
         if self.fail_with is not None:
             raise self.fail_with
-        if job.delivery_id in self._deliveries:
-            return EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
-        key = (job.pr.installation_id, job.pr.full_name, job.pr.number, job.head_sha, job.comment_id)
-        if key in self._keys:
-            self._deliveries.add(job.delivery_id)
-            return EnqueueResult(EnqueueOutcome.DUPLICATE_KEY)
-        job_id = f"job-{next(self._ids)}"
-        self.jobs[job_id] = job
-        self._deliveries.add(job.delivery_id)
-        self._keys.add(key)
-        return EnqueueResult(EnqueueOutcome.ACCEPTED, job_id)
-
-    async def claim(self, worker_id: str, lease_seconds: float) -> ClaimedJob | None:
-        return None
-
-    async def heartbeat(self, claimed: ClaimedJob, lease_seconds: float) -> bool:
-        return False
-
-    async def complete(self, claimed: ClaimedJob, outcome: str) -> None:
-        return None
-
-    async def retry(self, claimed: ClaimedJob, error: str, delay_seconds: float) -> None:
-        return None
-
-    async def fail(self, claimed: ClaimedJob, error: str) -> None:
-        return None
+        result = await self.real.enqueue(job, delay_seconds=delay_seconds)
+        if result.created and result.job_id is not None:
+            self.jobs[result.job_id] = job
+            self.delays.append(delay_seconds)
+        return result
 
     async def state(self, job_id: str) -> JobState | None:
         if self.fail_with is not None:
             raise self.fail_with
-        return JobState.PENDING if job_id in self.jobs else None
+        return await self.real.state(job_id)
 
-    async def close(self) -> None:
-        return None
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
