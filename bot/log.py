@@ -23,7 +23,8 @@ SECRETS = SecretSet()
 
 _EMPTY: dict[str, Any] = {}
 _bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "backend_review_log", default=_EMPTY  # never mutated: bind() sets a new dict
+    "backend_review_log",
+    default=_EMPTY,  # never mutated: bind() sets a new dict
 )
 
 

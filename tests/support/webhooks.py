@@ -76,5 +76,3 @@ class RecordingQueue:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
-
-
