@@ -54,13 +54,22 @@ def exit_code(outcome: ReviewOutcome, fail_on: str | None) -> int:
     return 1 if worst.at_least(Severity(fail_on)) else 0
 
 
-async def _read_base_config(repo: Path, base_sha: str) -> tuple[str | None, list[str]]:
+async def _read_base_config(
+    repo: Path, base_sha: str, path: str = CONFIG_PATH
+) -> tuple[str | None, list[str]]:
     """The repo config as of the base commit (never the head: the PR must not configure its own review)."""
     try:
-        text = (await run_git(["show", f"{base_sha}:{CONFIG_PATH}"], cwd=repo)).decode("utf-8", "replace")
+        text = (await run_git(["show", f"{base_sha}:{path}"], cwd=repo)).decode("utf-8", "replace")
     except WorkspaceError:
         return None, []
     return text, []
+
+
+async def _resolve(repo: Path, ref: str) -> str:
+    try:
+        return await resolve_ref(repo, ref)
+    except WorkspaceError:
+        raise UsageError(f"unknown ref {ref!r}: no such branch, tag or commit") from None
 
 
 async def review_repository(
@@ -77,15 +86,20 @@ async def review_repository(
     body: str = "",
     environ: Mapping[str, str] | None = None,
     progress: _Progress | None = None,
+    repo_name: str | None = None,
+    already_posted: frozenset[str] = frozenset(),
+    config_path: str = CONFIG_PATH,
 ) -> ReviewOutcome:
+    """``repo_name`` ("owner/name") and ``already_posted`` (fingerprints of earlier bot comments) are
+    for callers that publish to GitHub (``backend-review ci``)."""
     env = os.environ if environ is None else environ
     say = progress or _Progress(False)
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         raise UsageError(f"not a git repository: {repo}")
     try:
-        head_sha = await resolve_ref(repo, head)
+        head_sha = await _resolve(repo, head)
         if base:
-            base_sha = await resolve_ref(repo, base)
+            base_sha = await _resolve(repo, base)
         else:
             branch = await default_branch(repo)
             if branch is None:
@@ -96,23 +110,29 @@ async def review_repository(
             base_sha = found
     except WorkspaceError as exc:
         raise UsageError(str(exc)) from exc
-    config_text, _ = await _read_base_config(repo, base_sha)
+    config_text, _ = await _read_base_config(repo, base_sha, config_path)
     config, problems = parse_repo_config(config_text)
     for problem in problems:
-        print(f"backend-review: {CONFIG_PATH}: {problem} (using defaults)", file=sys.stderr)
+        print(f"backend-review: {config_path}: {problem} (using defaults)", file=sys.stderr)
     provider = provider_from_env(model, env)
     filters = PathFilters(include=tuple(include) or config.include, exclude=tuple(exclude) + config.exclude)
     inputs = ReviewInputs(
         title=title,
         body=body,
+        repo=repo_name,
         filters=filters,
         max_inline=max_comments or config.max_inline_comments,
         fail_on=Severity(fail_on) if fail_on else config.fail_on,
-        notes=tuple(f"{CONFIG_PATH}: {p}" for p in problems),
+        already_posted=already_posted,
+        notes=tuple(f"{config_path}: {p}" for p in problems),
     )
     say(f"preparing workspace at {head_sha[:7]}")
-    async with workspace(GitSource.local(repo), head_sha, base_sha) as ws:
-        return await review_workspace(ws, inputs, provider=provider, progress=say)
+    try:
+        async with workspace(GitSource.local(repo), head_sha, base_sha) as ws:
+            return await review_workspace(ws, inputs, provider=provider, progress=say)
+    finally:
+        if provider is not None:
+            await provider.aclose()  # the SDK's connection pool, before the event loop closes
 
 
 def _emit(text: str, output: str | None) -> None:

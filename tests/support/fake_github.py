@@ -553,6 +553,23 @@ class FakeGitHub:
             self.issue_comments[c.id] = c
         return c
 
+    def add_token(self, repo: FakeRepo, *, permissions: dict[str, str]) -> str:
+        """A token handed out without the App flow, like a workflow's ``GITHUB_TOKEN``: bound to ``repo``
+        with exactly ``permissions`` (e.g. ``{"contents": "read", "pull_requests": "read"}`` for a fork
+        PR). It is recorded in :attr:`tokens` like a minted one."""
+        value = "ghs_" + secrets.token_hex(18)
+        tok = MintedToken(
+            value,
+            repo.installation_id,
+            {"workflow": True, "permissions": dict(permissions)},
+            frozenset({repo.id}),
+            dict(permissions),
+            datetime.now(UTC) + timedelta(hours=1),
+        )
+        with self.lock:
+            self.tokens.append(tok)
+        return value
+
     def delete_issue_comment(self, comment_id: int) -> None:
         with self.lock:
             self.issue_comments[comment_id].deleted = True

@@ -1,0 +1,448 @@
+"""`backend-review ci`: review the pull request of a GitHub Actions run and publish like the App.
+
+Inputs come from the runner's environment: ``GITHUB_EVENT_NAME``/``GITHUB_EVENT_PATH`` (a
+``pull_request`` event, or an ``issue_comment`` carrying ``/backend-review`` on a PR), the checkout in
+``GITHUB_WORKSPACE``, ``GITHUB_REPOSITORY``, ``GITHUB_API_URL``, ``GITHUB_TOKEN`` and
+``GITHUB_STEP_SUMMARY``. The review core is the local command's (:func:`bot.local.review_repository`).
+
+Publishing mirrors the App's job: one ``COMMENT`` review pinned to the head SHA, deduplicated against
+the bot's earlier fingerprints, and a check run whose conclusion code computes. A token that may not
+write (a fork PR's read-only ``GITHUB_TOKEN``: 403) falls back to workflow-command annotations and
+the job summary. Without a model key the model is skipped and the offline rules run (A-02).
+
+The Actions log of a public repository is public and the runner executes ``::commands::`` found in
+it, so nothing untrusted is printed raw (O-07): free text is fenced with ``::stop-commands::``,
+annotations are escaped, prompts and tool output never appear (K-06). Nothing is ever written to
+``$GITHUB_ENV`` or ``$GITHUB_OUTPUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from githubkit import GitHub, TokenAuthStrategy
+
+from bot import __version__
+from bot.checkout import GitSource, run_git
+from bot.config import CONFIG_PATH
+from bot.errors import ConfigError, GitHubUnavailable, UsageError, WorkspaceError
+from bot.events import PayloadError, parse_command, parse_payload, permission_allows
+from bot.github import GitHubClient, GitHubError, GitHubForbidden, _Pacer, clone_url
+from bot.jobs import CHECK_NAME, _annotations
+from bot.local import exit_code, render, review_repository
+from bot.log import SECRETS
+from bot.model_choice import api_key_for, model_spec
+from bot.models import PullRequestRef, ReviewDraft, Severity
+from bot.pipeline import ReviewOutcome
+from bot.review import parse_markers
+from bot.workflow_commands import annotation, escape_data, fenced
+
+MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
+MAX_SUMMARY_BYTES = 1024 * 1024  # the runner rejects a larger step summary
+MAX_LOG_ANNOTATIONS = 50  # the runner shows at most 10 errors/10 warnings per step anyway
+MODEL_SKIPPED = "model skipped: no API key (fork PR?)"
+FETCH_DEPTH = 50
+_MAX_DEPTH = 20_000
+_REVIEW_TRIGGERS = frozenset({"opened", "reopened", "ready_for_review", "command"})
+_LOG_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "notice",
+    Severity.NIT: "notice",
+}
+
+
+@dataclass(frozen=True)
+class CiContext:
+    """What the run is about, from the event file and (for a comment) the API."""
+
+    pr: PullRequestRef
+    head_sha: str
+    base_sha: str
+    title: str
+    body: str
+    trigger: str
+
+
+@dataclass
+class Published:
+    review_id: int | None = None
+    check_id: int | None = None
+    refused: list[str] = field(default_factory=list)  # writes the token was not allowed to make
+
+
+class _Skip(Exception):
+    """Nothing to review in this run (another event, not a command, …): exit 0 with a note."""
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise UsageError(
+            f"${name} is not set: `backend-review ci` runs inside GitHub Actions "
+            "(elsewhere use `backend-review review --base origin/<branch>`)"
+        )
+    return value
+
+
+def _read_event(env: Mapping[str, str]) -> dict[str, Any]:
+    path = Path(_require(env, "GITHUB_EVENT_PATH"))
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_EVENT_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the event file: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_EVENT_BYTES:
+        raise UsageError("the event file is larger than GitHub's 25 MB payload cap")
+    try:
+        return parse_payload(raw)
+    except PayloadError as exc:
+        raise UsageError(f"the event file is not a valid event: {exc}") from None
+
+
+def _repo_ref(env: Mapping[str, str], number: int, payload: Mapping[str, Any]) -> PullRequestRef:
+    owner, sep, name = _require(env, "GITHUB_REPOSITORY").partition("/")
+    if not sep or not owner or not name or "/" in name:
+        raise UsageError("$GITHUB_REPOSITORY must be owner/name")
+    repo_id = (payload.get("repository") or {}).get("id")
+    return PullRequestRef(owner, name, number, None, repo_id if isinstance(repo_id, int) else None)
+
+
+def _github(env: Mapping[str, str], token: str) -> GitHub[TokenAuthStrategy]:
+    return GitHub(
+        TokenAuthStrategy(token),
+        base_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        http_cache=False,
+        auto_retry=False,
+        rest_api_validate_body=False,
+        timeout=30.0,
+    )
+
+
+async def _context(
+    env: Mapping[str, str], payload: dict[str, Any], gh: GitHubClient | None, pr_number: int
+) -> CiContext:
+    """Head/base and PR text: from the event for ``pull_request``, live from the API for a command."""
+    pr = _repo_ref(env, pr_number, payload)
+    pull = payload.get("pull_request")
+    if isinstance(pull, dict):
+        head, base = pull.get("head") or {}, pull.get("base") or {}
+        return CiContext(
+            pr,
+            str(head.get("sha") or ""),
+            str(base.get("sha") or ""),
+            str(pull.get("title") or ""),
+            str(pull.get("body") or ""),
+            str(payload.get("action") or "opened"),
+        )
+    if gh is None:
+        raise UsageError("a /backend-review comment needs $GITHUB_TOKEN to look up the pull request")
+    live = await gh.get_pull(pr)
+    if live.state != "open":
+        raise _Skip("the pull request is not open")
+    return CiContext(pr, live.head_sha, live.base_sha, live.title, live.body, "command")
+
+
+def _event_pr_number(env: Mapping[str, str], payload: Mapping[str, Any]) -> tuple[int, str | None]:
+    """The PR number, and for a command the commenter whose permission must be checked (C-01)."""
+    event = env.get("GITHUB_EVENT_NAME", "")
+    if event == "pull_request":
+        number = (payload.get("pull_request") or {}).get("number") or payload.get("number")
+        if not isinstance(number, int):
+            raise UsageError("the pull_request event has no pull request number")
+        return number, None
+    if event == "issue_comment":
+        issue = payload.get("issue") or {}
+        if payload.get("action") != "created" or not isinstance(issue.get("pull_request"), dict):
+            raise _Skip("not a new comment on a pull request")
+        comment = payload.get("comment") or {}
+        command = parse_command(str(comment.get("body") or ""))
+        if command is None or command[0] != "review":
+            raise _Skip("the comment is not a /backend-review command")
+        login = str((comment.get("user") or {}).get("login") or "")
+        if not isinstance(issue.get("number"), int) or not login:
+            raise UsageError("the issue_comment event has no issue number or commenter")
+        return int(issue["number"]), login
+    raise _Skip(f"event {event or '(unset)'} is not handled: use pull_request or issue_comment")
+
+
+# ------------------------------------------------------------------------------------------ git
+
+
+async def _has_commit(repo: Path, sha: str) -> bool:
+    try:
+        await run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo, timeout=30)
+    except WorkspaceError:
+        return False
+    return True
+
+
+async def _merge_base_found(repo: Path, head: str, base: str) -> bool:
+    try:
+        await run_git(["merge-base", head, base], cwd=repo, timeout=60)
+    except WorkspaceError:
+        return False
+    return True
+
+
+async def _is_shallow(repo: Path) -> bool:
+    out = await run_git(["rev-parse", "--is-shallow-repository"], cwd=repo, timeout=30)
+    return out.strip() == b"true"
+
+
+async def ensure_commits(repo: Path, source: GitSource | None, head: str, base: str) -> None:
+    """Fetch head and base into the Actions checkout when it lacks them (``actions/checkout`` fetches
+    one merge commit by default), deepening until their merge base is there. The token travels in the
+    fetch's environment only (``persist-credentials: false`` leaves none in ``.git/config``)."""
+    missing = [sha for sha in (head, base) if not await _has_commit(repo, sha)]
+    if not missing and (await _merge_base_found(repo, head, base) or not await _is_shallow(repo)):
+        return
+    if source is None:
+        raise UsageError(
+            "the checkout lacks the pull request's commits and there is no $GITHUB_TOKEN to fetch them; "
+            "use actions/checkout with fetch-depth: 0"
+        )
+    config, env = source.fetch_config()
+
+    async def fetch(depth_args: list[str]) -> None:
+        await run_git(
+            [*config, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head",
+             *depth_args, "--", source.url, head, base],
+            cwd=repo,
+            extra_env=env,
+            timeout=300,
+        )  # fmt: skip
+
+    depth = FETCH_DEPTH
+    await fetch([f"--depth={depth}"])
+    while not await _merge_base_found(repo, head, base) and await _is_shallow(repo):
+        depth *= 4
+        await fetch(["--unshallow"] if depth > _MAX_DEPTH else [f"--depth={depth}"])
+
+
+# ------------------------------------------------------------------------------------------ publish
+
+
+async def _bot_fingerprints(gh: GitHubClient, pr: PullRequestRef) -> frozenset[str]:
+    found: set[str] = set()
+    for body in await gh.list_review_comment_bodies(pr, bots_only=True):
+        found |= parse_markers(body)
+    for body in await gh.list_review_bodies(pr, bots_only=True):
+        found |= parse_markers(body)
+    return frozenset(found)
+
+
+async def publish(
+    gh: GitHubClient, ctx: CiContext, outcome: ReviewOutcome, *, post_review: bool
+) -> Published:
+    """The App's publish step with a workflow token: each write that gets 403 is noted, not fatal."""
+    draft = outcome.draft
+    done = Published()
+    wants_review = bool(draft.comments or draft.file_comments or draft.findings)
+    if post_review and (wants_review or ctx.trigger in _REVIEW_TRIGGERS):
+        try:
+            done.review_id = await gh.post_review(ctx.pr, draft)
+            for fc in draft.file_comments:
+                await gh.post_file_comment(ctx.pr, ctx.head_sha, fc.path, fc.body)
+        except GitHubForbidden:
+            done.refused.append("review")
+    try:
+        done.check_id = await gh.create_check_run(ctx.pr, ctx.head_sha, name=CHECK_NAME)
+    except GitHubForbidden:
+        done.refused.append("check run")
+    else:
+        await gh.complete_check_run(
+            ctx.pr,
+            done.check_id,
+            conclusion=outcome.conclusion,
+            title=draft.check_title or "backend-review",
+            summary=draft.check_summary or draft.body,
+            annotations=_annotations(draft),
+        )
+    return done
+
+
+def log_annotations(draft: ReviewDraft) -> list[str]:
+    """Findings as workflow-command annotations (the read-only fallback for the check run's)."""
+    out: list[str] = []
+    for ranked in draft.findings[:MAX_LOG_ANNOTATIONS]:
+        f = ranked.finding
+        out.append(
+            annotation(
+                _LOG_LEVEL[f.severity],
+                f"{f.severity.value} · {f.category.value}: {f.title}",
+                file=f.path,
+                line=f.line,
+                end_line=f.end_line or f.line,
+                title=f"backend-review: {f.title}",
+            )
+        )
+    return out
+
+
+def write_summary(env: Mapping[str, str], draft: ReviewDraft) -> bool:
+    """Append the review markdown (already sanitised for GitHub) to the job summary."""
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    from bot.formats import to_markdown
+
+    text = to_markdown(draft).encode("utf-8")[: MAX_SUMMARY_BYTES - 1].decode("utf-8", "ignore")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    return True
+
+
+# ------------------------------------------------------------------------------------------ command
+
+
+def _model_choice(args: argparse.Namespace, env: Mapping[str, str], say: TextIO) -> str | None:
+    """``--model`` as given, or ``"none"`` when the model has no key (a fork PR gets no secrets)."""
+    try:
+        spec = model_spec(args.model, env)
+    except ValueError as exc:
+        raise ConfigError(f"--model: {exc}") from None
+    if spec is None:
+        say.write("backend-review: no model configured: offline checks only\n")
+        return "none"
+    try:
+        api_key_for(spec, env, env.get("BACKEND_REVIEW_MODEL_BASE_URL") or spec.base_url)
+    except ConfigError:
+        say.write(f"backend-review: {MODEL_SKIPPED}; running the offline checks only\n")
+        return "none"
+    return str(args.model) if args.model is not None else None
+
+
+def _safe_config_path(value: str | None) -> str:
+    path = value or CONFIG_PATH
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or any(ord(c) < 0x20 for c in path):
+        raise UsageError("--config must be a relative path inside the repository")
+    return path
+
+
+async def _run(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    out: TextIO,
+    payload: dict[str, Any],
+    workspace_dir: Path,
+) -> int:
+    config_path = _safe_config_path(args.config)
+    token = env.get("GITHUB_TOKEN", "")
+    if token:
+        SECRETS.add(token)
+    number, commenter = _event_pr_number(env, payload)
+    pr = _repo_ref(env, number, payload)
+    async with contextlib.AsyncExitStack() as stack:
+        gh: GitHubClient | None = None
+        if token:
+            github = await stack.enter_async_context(_github(env, token))
+            gh = GitHubClient(github, token=token, bound=pr, installation_id=0, pacer=_Pacer(0.0))
+        if (
+            gh is not None
+            and commenter is not None
+            and not permission_allows(await gh.get_permission(pr, commenter))
+        ):
+            raise _Skip("the commenter may not run /backend-review (write access needed)")
+        ctx = await _context(env, payload, gh, number)
+        out.write(f"backend-review {__version__}: reviewing {pr} at {ctx.head_sha[:12]}\n")
+        out.write(fenced(f"title: {escape_data(ctx.title)}"))
+        model = _model_choice(args, env, out)
+        source = None
+        if token:
+            api = env.get("GITHUB_API_URL") or "https://api.github.com"
+            source = GitSource.https(clone_url(api, pr.owner, pr.repo), token)
+        await ensure_commits(workspace_dir, source, ctx.head_sha, ctx.base_sha)
+        posted = frozenset[str]()
+        if gh is not None:
+            try:
+                posted = await _bot_fingerprints(gh, pr)
+            except GitHubError as exc:
+                out.write(f"backend-review: earlier comments not read (HTTP {exc.status or '?'})\n")
+        outcome = await review_repository(
+            workspace_dir,
+            base=ctx.base_sha,
+            head=ctx.head_sha,
+            model=model,
+            max_comments=args.max_comments,
+            fail_on=args.fail_on,
+            title=ctx.title,
+            body=ctx.body,
+            environ=env,
+            repo_name=pr.full_name,
+            already_posted=posted,
+            config_path=config_path,
+        )
+        if gh is None:
+            published = Published(refused=["review", "check run"])
+        else:
+            published = await publish(gh, ctx, outcome, post_review=not args.no_review)
+    return _report(args, env, out, outcome, published)
+
+
+def _report(
+    args: argparse.Namespace, env: Mapping[str, str], out: TextIO, outcome: ReviewOutcome, done: Published
+) -> int:
+    draft = outcome.draft
+    report = render(outcome, args.format)
+    if args.output:
+        Path(args.output).write_text(report if report.endswith("\n") else report + "\n", encoding="utf-8")
+    else:
+        out.write(fenced(report))
+    if args.sarif:
+        Path(args.sarif).write_text(render(outcome, "sarif"), encoding="utf-8")
+    if "check run" in done.refused:
+        for line in log_annotations(draft):
+            out.write(line + "\n")
+    summary = write_summary(env, draft)
+    if done.review_id is not None:
+        out.write(f"backend-review: posted review {done.review_id}\n")
+    if done.check_id is not None:
+        out.write(f"backend-review: check run {done.check_id}: {outcome.conclusion}\n")
+    if done.refused:
+        why = "no $GITHUB_TOKEN" if not env.get("GITHUB_TOKEN") else "the token may not write (403)"
+        where = "annotations" + (" and the job summary" if summary else "")
+        out.write(f"backend-review: no {' or '.join(done.refused)} posted: {why}; results are in {where}\n")
+    code = exit_code(outcome, args.fail_on)
+    out.write(f"backend-review: {len(draft.findings)} finding(s); exit {code}\n")
+    return code
+
+
+def run_ci(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None, out: TextIO | None = None
+) -> int:
+    """Entry point of ``backend-review ci``; ``environ`` and ``out`` default to the process's own."""
+    env = os.environ if environ is None else environ
+    stream = out or sys.stdout
+    try:
+        payload = _read_event(env)
+        workspace_dir = Path(_require(env, "GITHUB_WORKSPACE")).resolve()
+        return asyncio.run(_run(args, env, stream, payload, workspace_dir))
+    except _Skip as skip:
+        stream.write(f"backend-review: nothing to do: {skip}\n")
+        return 0
+    except (GitHubError, GitHubUnavailable) as exc:
+        raise ConfigError(f"GitHub API: {exc}") from None
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+__all__ = [
+    "MODEL_SKIPPED",
+    "CiContext",
+    "Published",
+    "ensure_commits",
+    "log_annotations",
+    "publish",
+    "run_ci",
+]
