@@ -617,3 +617,15 @@ def test_o05_aws_key_quoted_from_the_diff_is_redacted() -> None:
         [(r.finding.title, r.finding.body, r.finding.evidence) for r in draft.findings]
     )
     assert "[redacted]" in rendered.replace("\\", "")
+
+
+def test_oversized_suggestion_is_dropped_whole() -> None:
+    draft = build_review([finding(suggestion="x = 1\n" * 4000)], make_changeset(), read_head, ctx())
+    body = draft.comments[0].body
+    assert "suggestion" not in body and len(body) <= MAX_COMMENT
+
+
+def test_end_line_past_the_file_is_clamped_and_blank_evidence_lines_ignored() -> None:
+    f = finding(line=59, end_line=500, evidence="\n\n# users line 59\n\n")
+    kept, _ = verify_and_anchor([f], make_changeset(), read_head)
+    assert (kept[0].line, kept[0].end_line) == (59, 60)
