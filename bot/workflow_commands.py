@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
 
 from bot.sanitize import strip_invisible
 
@@ -91,18 +90,12 @@ def fenced(text: str, token: str | None = None) -> str:
     return "\n".join([f"::stop-commands::{token}", *lines, f"::{token}::"]) + "\n"
 
 
-def group(title: str, lines: Iterable[str]) -> str:
-    """A collapsible log group; the title is escaped like a message."""
-    return "\n".join([f"::group::{escape_data(title)}", *lines, "::endgroup::"]) + "\n"
-
-
 __all__ = [
     "LEVELS",
     "annotation",
     "escape_data",
     "escape_property",
     "fenced",
-    "group",
     "neutralise",
     "new_token",
     "strip_controls",
