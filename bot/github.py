@@ -647,6 +647,8 @@ class GitHubApp:
             # the token expires within the hour anyway; never mask the job's own outcome
             log.warning("installation token revoke failed", error=str(map_error(e, "revoke token")))
         else:
+            # revoked, so no longer a secret worth matching; keeps a long-running worker's set small
+            SECRETS.discard(token)
             log.info("installation token revoked")
 
 

@@ -57,13 +57,17 @@ def _variants(secret: str) -> set[str]:
 
 
 class SecretSet:
-    """Our own secret values, matched exactly and in encoded or partial forms. Thread-safe."""
+    """Our own secret values, matched exactly and in encoded or partial forms. Thread-safe.
+
+    Short-lived values (installation tokens) are discarded once revoked, so a long-running server
+    keeps only the secrets that are still live."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._windows: set[str] = set()
-        self._folded_windows: set[str] = set()
-        self._values: set[str] = set()
+        self._entries: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._windows: frozenset[str] = frozenset()
+        self._folded_windows: frozenset[str] = frozenset()
+        self._values: frozenset[str] = frozenset()
         for s in secrets:
             self.add(s)
 
@@ -90,12 +94,31 @@ class SecretSet:
             m = min(MIN_FRAGMENT, len(compact))
             for i in range(len(compact) - m + 1):
                 folded.add(compact[i : i + m])
-        # a PEM key is mostly boilerplate: do not let its header alone count as a fragment
-        boring = {w for w in windows if w.strip("-").replace(" ", "").isalpha() and "PRIVATE" in secret}
+        if "PRIVATE" in secret:
+            # a PEM key is mostly boilerplate: its header alone must not count as a fragment
+            windows = {w for w in windows if not w.strip("-").replace(" ", "").isalpha()}
+            folded = {w for w in folded if not w.isalpha()}
         with self._lock:
-            self._values.add(secret)
-            self._windows |= windows - boring
-            self._folded_windows |= {w for w in folded if not (w.isalpha() and "PRIVATE" in secret)}
+            self._entries[secret] = (frozenset(windows), frozenset(folded))
+            self._rebuild()
+
+    def discard(self, secret: str | None) -> None:
+        """Forget a secret that is no longer live (e.g. a revoked installation token)."""
+        if not secret:
+            return
+        with self._lock:
+            if self._entries.pop(secret.strip(), None) is not None:
+                self._rebuild()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._values = frozenset(self._entries)
+        self._windows = frozenset().union(*(w for w, _ in self._entries.values()))
+        self._folded_windows = frozenset().union(*(f for _, f in self._entries.values()))
 
     def find(self, text: str) -> bool:
         """True when ``text`` carries any registered secret, in any known form."""

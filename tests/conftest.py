@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.log import SECRETS
 from tests.support.gitrepo import GitRepo, init_repo
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -15,3 +16,9 @@ SARIF_SCHEMA = FIXTURES / "sarif" / "sarif-schema-2.1.0.json"
 def git_repo(tmp_path: Path) -> GitRepo:
     """An empty real git repository on branch main."""
     return init_repo(tmp_path / "repo")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_secrets() -> None:
+    """Each test starts with an empty process secret set (production keeps one per process)."""
+    SECRETS.clear()

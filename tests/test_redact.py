@@ -136,3 +136,14 @@ def test_k06_log_lines_are_json_bound_and_scrubbed(canary: str) -> None:
     assert "AKIAIOSFODNN7EXAMPLE" not in text
     assert "job" not in lines[-1]  # binding ended with the block
     assert all(line["ts"].endswith("Z") for line in lines)
+
+
+def test_discard_forgets_a_revoked_secret_but_keeps_the_others(canary: str) -> None:
+    other = "sk-ant-" + "q1w2e3r4t5y6u7i8o9p0" * 2
+    secrets = SecretSet([canary, other])
+    secrets.discard(canary)
+    assert not secrets.find(canary)
+    assert secrets.find(other)
+    assert len(secrets) == 1
+    secrets.clear()
+    assert not secrets.find(other) and len(secrets) == 0
