@@ -35,8 +35,9 @@ from bot.checkout import GitSource, run_git
 from bot.config import CONFIG_PATH
 from bot.errors import ConfigError, GitHubUnavailable, UsageError, WorkspaceError
 from bot.events import PayloadError, parse_command, parse_payload, permission_allows
-from bot.github import GitHubClient, GitHubError, GitHubForbidden, _Pacer, clone_url
-from bot.jobs import CHECK_NAME, _annotations
+from bot.formats import check_annotations
+from bot.github import GitHubClient, GitHubError, GitHubForbidden, clone_url
+from bot.jobs import CHECK_NAME
 from bot.local import exit_code, render, review_repository
 from bot.log import SECRETS
 from bot.model_choice import api_key_for, model_spec
@@ -266,7 +267,7 @@ async def publish(
             conclusion=outcome.conclusion,
             title=draft.check_title or "backend-review",
             summary=draft.check_summary or draft.body,
-            annotations=_annotations(draft),
+            annotations=check_annotations(draft),
         )
     return done
 
@@ -347,7 +348,7 @@ async def _run(
         gh: GitHubClient | None = None
         if token:
             github = await stack.enter_async_context(_github(env, token))
-            gh = GitHubClient(github, token=token, bound=pr, installation_id=0, pacer=_Pacer(0.0))
+            gh = GitHubClient(github, token=token, bound=pr, installation_id=0)
         if (
             gh is not None
             and commenter is not None

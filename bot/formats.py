@@ -248,4 +248,31 @@ def to_codeclimate(draft: ReviewDraft) -> str:
     return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"
 
 
-__all__ = ["to_codeclimate", "to_json", "to_markdown", "to_sarif", "to_text"]
+_ANNOTATION_LEVEL = {
+    Severity.CRITICAL: "failure",
+    Severity.HIGH: "failure",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "notice",
+    Severity.NIT: "notice",
+}
+
+
+def check_annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
+    """Check-run annotations for every surviving finding (the client sends them 50 per request)."""
+    out: list[dict[str, Any]] = []
+    for ranked in draft.findings:
+        f = ranked.finding
+        out.append(
+            {
+                "path": f.path,
+                "start_line": f.line,
+                "end_line": f.end_line or f.line,
+                "annotation_level": _ANNOTATION_LEVEL[f.severity],
+                "title": f.title[:255],
+                "message": f"{f.severity} · {f.category}: {f.title}",
+            }
+        )
+    return out
+
+
+__all__ = ["check_annotations", "to_codeclimate", "to_json", "to_markdown", "to_sarif", "to_text"]

@@ -208,7 +208,7 @@ def git_auth_header(token: str) -> str:
 # ------------------------------------------------------------------------------------------ pacing
 
 
-class _Pacer:
+class WritePacer:
     """Spaces content-creating requests of one installation by at least ``interval`` seconds (GitHub's
     secondary limits punish bursts of writes)."""
 
@@ -250,13 +250,13 @@ class GitHubClient:
         token: str,
         bound: PullRequestRef,
         installation_id: int,
-        pacer: _Pacer,
+        pacer: WritePacer | None = None,
     ) -> None:
         self._gh = gh
         self._token = token
         self._bound = bound
         self._installation_id = installation_id
-        self._pacer = pacer
+        self._pacer = pacer or WritePacer(0.0)
 
     @property
     def token(self) -> str:
@@ -559,7 +559,7 @@ class GitHubApp:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._transport = transport
         self._timeout = timeout
-        self._pacer = _Pacer(write_interval)
+        self._pacer = WritePacer(write_interval)
         auth = (
             AppAuthStrategy(app_id=app_id, private_key=private_key)
             if app_id is not None

@@ -35,10 +35,11 @@ from bot.events import (
     apply_repo_config,
     authorize,
 )
+from bot.formats import check_annotations
 from bot.github import GitHubApp, GitHubClient, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
-from bot.models import ReviewDraft, ReviewJob, Severity
+from bot.models import ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.review import parse_markers
@@ -48,13 +49,6 @@ log = get_logger(__name__)
 CHECK_NAME = "backend-review"
 SIZE_GATE_MARKER = "<!-- backend-review size-gate -->"
 BUDGET_MARKER = "<!-- backend-review budget -->"
-_ANNOTATION_LEVEL = {
-    Severity.CRITICAL: "failure",
-    Severity.HIGH: "failure",
-    Severity.MEDIUM: "warning",
-    Severity.LOW: "notice",
-    Severity.NIT: "notice",
-}
 
 
 @dataclass(frozen=True)
@@ -86,23 +80,6 @@ def _facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
     return PrFacts(author=pull.user_login, title=pull.title, labels=pull.labels, draft=pull.draft, fork=fork)
 
 
-def _annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for ranked in draft.findings:
-        f = ranked.finding
-        out.append(
-            {
-                "path": f.path,
-                "start_line": f.line,
-                "end_line": f.end_line or f.line,
-                "annotation_level": _ANNOTATION_LEVEL[f.severity],
-                "title": f.title[:255],
-                "message": f"{f.severity} · {f.category}: {f.title}",
-            }
-        )
-    return out
-
-
 async def _bot_fingerprints(gh: GitHubClient, job: ReviewJob) -> frozenset[str]:
     """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
     could otherwise paste markers to silence findings)."""
@@ -132,9 +109,12 @@ class ReviewJobRunner:
         with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job)):
             try:
                 async with self.deps.github.installation_session(job, write=True) as gw:
-                    if job.head_sha:
+                    # a command's job record has no head (it is pinned at authorisation, in memory):
+                    # report on the live head so the failure is visible on the PR
+                    head_sha = job.head_sha or (await gw.get_pull(job.pr)).head_sha
+                    if head_sha:
                         check_id = await gw.create_check_run(
-                            job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id
+                            job.pr, head_sha, name=CHECK_NAME, external_id=claimed.id
                         )
                         await gw.complete_check_run(
                             job.pr,
@@ -254,7 +234,14 @@ class ReviewJobRunner:
         agent = outcome.agent
         if agent is not None and agent.usage is not None:
             await deps.ledger.add(installation, agent.usage.input_tokens + agent.usage.output_tokens)
-        return await self._publish(job, check_id, outcome)
+        try:
+            return await self._publish(job, check_id, outcome)
+        except Superseded:
+            raise  # _publish closed the check run as superseded itself
+        except BaseException as exc:
+            # e.g. a 502 on the review POST: never leave the check spinning while the job is retried
+            await self._interrupted_check(job, check_id, claimed, exc)
+            raise
 
     async def _review_core(
         self,
@@ -342,7 +329,7 @@ class ReviewJobRunner:
                 conclusion=outcome.conclusion,
                 title=draft.check_title or "backend-review",
                 summary=draft.check_summary or draft.body,
-                annotations=_annotations(draft),
+                annotations=check_annotations(draft),
             )
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "+1")
