@@ -95,7 +95,11 @@ async def runtime(settings: Settings, *, workers: int) -> AsyncIterator[Runtime]
                 queue,
                 runner,
                 on_dead=runner.on_dead,
-                config=WorkerConfig(concurrency=workers, max_attempts=settings.max_attempts),
+                config=WorkerConfig(
+                    concurrency=workers,
+                    max_attempts=settings.max_attempts,
+                    lease_seconds=settings.lease_seconds,
+                ),
             )
         yield Runtime(settings, queue, ledger, worker)
     finally:

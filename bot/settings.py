@@ -46,6 +46,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ),
     ("WORKERS", "2", "Concurrent review jobs per worker process."),
     ("MAX_ATTEMPTS", "3", "Attempts per job before it is dead-lettered (D-05)."),
+    ("LEASE_SECONDS", "60", "Job lease; a killed worker's job is taken up again once it expires."),
     ("MAX_FILES", "300", "Size gate: changed files per PR."),
     ("MAX_CHANGED_LINES", "5000", "Size gate: added plus deleted lines per PR."),
     ("MAX_DIFF_BYTES", "2000000", "Size gate: bytes of unified diff per PR."),
@@ -96,6 +97,7 @@ class Settings:
     database_url: str = "sqlite:///data/queue.sqlite3"
     workers: int = 2
     max_attempts: int = 3
+    lease_seconds: float = 60.0
     max_files: int = 300
     max_changed_lines: int = 5000
     max_diff_bytes: int = 2_000_000
@@ -281,12 +283,13 @@ def _parse(env: Mapping[str, str]) -> Settings:
         database_url=database_url,
         workers=_int(env, "WORKERS", 1, 256),
         max_attempts=_int(env, "MAX_ATTEMPTS", 1, 20),
+        lease_seconds=_float(env, "LEASE_SECONDS", 1.0),
         max_files=_int(env, "MAX_FILES", 1),
         max_changed_lines=_int(env, "MAX_CHANGED_LINES", 1),
         max_diff_bytes=_int(env, "MAX_DIFF_BYTES", 1),
         daily_token_budget=_int(env, "DAILY_TOKEN_BUDGET", 0),
         max_tokens_per_review=_int(env, "MAX_TOKENS_PER_REVIEW", 1),
-        debounce_seconds=_float(env, "DEBOUNCE_SECONDS", 30.0),
+        debounce_seconds=_float(env, "DEBOUNCE_SECONDS", 0.0),
         allowed_bot_app_ids=_app_ids(env),
         log_level=log_level,
         log_requests=_bool(env, "LOG_REQUESTS"),
