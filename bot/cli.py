@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the GitHub App: webhook receiver plus embedded workers")
     serve.add_argument("--host", help="bind address (default $BACKEND_REVIEW_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default $BACKEND_REVIEW_PORT or 8000)")
+    serve.add_argument("--port", type=int, help="port (default $BACKEND_REVIEW_PORT or 3000)")
     serve.add_argument("--workers", type=int, help="concurrent reviews in this process (0 = receiver only)")
 
     worker = sub.add_parser("worker", help="run review workers only (scale-out, shared database)")

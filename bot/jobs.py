@@ -39,7 +39,7 @@ from bot.formats import check_annotations
 from bot.github import GitHubApp, GitHubClient, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
-from bot.models import ReviewJob
+from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.review import parse_markers
@@ -56,6 +56,7 @@ class JobLimits:
     max_files: int = 300
     max_changed_lines: int = 5000
     max_diff_bytes: int = 2_000_000
+    max_checkout_bytes: int = 1_000_000_000  # S-09: the head tree, checked before checkout
     daily_token_budget: int = 2_000_000
     max_attempts: int = 3
 
@@ -203,13 +204,7 @@ class ReviewJobRunner:
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "eyes")
             if too_large is not None:
-                # D-01: one comment per PR, zero model tokens
-                bodies = await gw.list_issue_comment_bodies(job.pr, bots_only=True)
-                if not any(SIZE_GATE_MARKER in b for b in bodies):
-                    await gw.post_issue_comment(job.pr, f"{too_large}\n\n{SIZE_GATE_MARKER}")
-                await gw.complete_check_run(
-                    job.pr, check_id, conclusion="neutral", title="Too large to review", summary=too_large
-                )
+                await _report_too_large(gw, job, check_id, too_large)
                 return "skipped: too large"
         notes = [f"`{CONFIG_PATH}`: {p} (defaults used)" for p in problems]
         provider = deps.provider_factory()
@@ -225,6 +220,12 @@ class ReviewJobRunner:
             provider = None
         try:
             outcome = await self._review_core(job, pull, config, notes, posted, provider)
+        except BudgetExceeded as exc:  # the diff or the checkout is over its cap (D-01, S-09)
+            async with deps.github.installation_session(job, write=True) as gw:
+                await _report_too_large(
+                    gw, job, check_id, f"This pull request is too large to review: {exc}."
+                )
+            return "skipped: too large"
         except BaseException as exc:
             await self._interrupted_check(job, check_id, claimed, exc)
             raise
@@ -254,7 +255,13 @@ class ReviewJobRunner:
     ) -> ReviewOutcome:
         deps = self.deps
         incremental = job.trigger == "synchronize" and not job.full and job.before_sha is not None
+        option = job.extra.get("option", "")
+        focus = config.focus
+        if option.startswith("focus="):  # validated against the category list by events.parse_command
+            focus = (Category(option.partition("=")[2]),)
         inputs = ReviewInputs(
+            focus=focus,
+            max_diff_bytes=deps.limits.max_diff_bytes,
             title=pull.title,
             body=pull.body,
             repo=job.pr.full_name,
@@ -274,7 +281,7 @@ class ReviewJobRunner:
                 job.head_sha,
                 pull.base_sha,
                 scratch_root=deps.scratch_root,
-                max_bytes=deps.limits.max_diff_bytes * 50,
+                max_bytes=deps.limits.max_checkout_bytes,
             ) as ws:
                 diff_base = None
                 if incremental and job.before_sha and await _is_ancestor(ws, job.before_sha):
@@ -341,6 +348,16 @@ class ReviewJobRunner:
             conclusion=outcome.conclusion,
         )
         return f"posted review {review_id} with {len(draft.comments)} inline comments"
+
+
+async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: str) -> None:
+    """D-01: one comment per PR (found again by its marker), a neutral check, zero model tokens."""
+    bodies = await gw.list_issue_comment_bodies(job.pr, bots_only=True)
+    if not any(SIZE_GATE_MARKER in b for b in bodies):
+        await gw.post_issue_comment(job.pr, f"{text}\n\n{SIZE_GATE_MARKER}")
+    await gw.complete_check_run(
+        job.pr, check_id, conclusion="neutral", title="Too large to review", summary=text
+    )
 
 
 async def _is_ancestor(ws: Any, sha: str) -> bool:

@@ -123,6 +123,7 @@ async def review_repository(
         filters=filters,
         max_inline=max_comments or config.max_inline_comments,
         fail_on=Severity(fail_on) if fail_on else config.fail_on,
+        focus=config.focus,
         already_posted=already_posted,
         notes=tuple(f"{config_path}: {p}" for p in problems),
     )

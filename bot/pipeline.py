@@ -20,8 +20,9 @@ from bot.agent.runner import AgentBudgets, run_agent
 from bot.agent.tools import Toolbox
 from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, parse_diff
+from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
-from bot.models import AgentResult, Changeset, Finding, ReviewDraft, Severity
+from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
 from bot.review import ReviewContext, build_review, conclusion
 from bot.rules import run_rules
 
@@ -45,6 +46,8 @@ class ReviewInputs:
     prompt_tokens: int = 24_000
     already_posted: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
+    focus: tuple[Category, ...] = ()  # empty: every category
+    max_diff_bytes: int | None = None  # D-01: a larger diff is refused before any model call
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ async def review_workspace(
     say = progress or (lambda _line: None)
     say("diffing")
     diff_text = await ws.diff(base=inputs.diff_base)
+    if inputs.max_diff_bytes is not None and len(diff_text) > inputs.max_diff_bytes:
+        raise BudgetExceeded(
+            f"the diff is {len(diff_text):,} bytes; backend-review reads at most {inputs.max_diff_bytes:,}"
+        )
     changeset = parse_diff(
         diff_text,
         base_sha=inputs.diff_base or ws.merge_base or "",
@@ -119,7 +126,7 @@ async def review_workspace(
         filters=inputs.filters,
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
-    rule_findings = tuple(run_rules(changeset))
+    rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -134,6 +141,7 @@ async def review_workspace(
             repository=inputs.repo or "",
             head_sha=ws.head_sha,
             skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
+            focus=tuple(c.value for c in inputs.focus),
         )
         agent_result = await run_agent(
             definition,
@@ -144,7 +152,7 @@ async def review_workspace(
             secrets=SECRETS,
             on_progress=say,
         )
-        findings.extend(agent_result.findings)
+        findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
     notes = list(inputs.notes)
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:
         notes.append(agent_result.note)
@@ -175,6 +183,10 @@ async def review_workspace(
         agent=agent_result.status if agent_result else "off",
     )
     return ReviewOutcome(draft, changeset, agent_result, rule_findings, verdict)
+
+
+def _in_focus(finding: Finding, focus: tuple[Category, ...]) -> bool:
+    return not focus or finding.category in focus
 
 
 def worst_severity(draft: ReviewDraft) -> Severity | None:

@@ -22,7 +22,7 @@ from bot.errors import ConfigError
 
 PREFIX = "BACKEND_REVIEW_"
 MIN_WEBHOOK_SECRET_BYTES = 32
-APP_YML = Path(__file__).resolve().parent.parent / "app.yml"
+APP_YML = Path(__file__).resolve().parent / "app.yml"  # a packaged copy of the repository's app.yml
 WEBHOOK_PATH = "/api/github/webhooks"
 
 # (name without prefix, default as shown to operators, description). A default with <...> is derived.
@@ -35,10 +35,10 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("WEBHOOK_SECRET_PREVIOUS", "", "The previous webhook secret, still accepted during rotation. Secret."),
     ("GITHUB_API_URL", "https://api.github.com", "GitHub REST API root; for GHES https://HOST/api/v3."),
     ("GIT_BASE_URL", "<derived from GITHUB_API_URL>", "Git host root for fetches (https://github.com)."),
-    ("MODEL", "", "Model spec, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1; empty = offline rules."),
+    ("MODEL", "", "Model spec, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1; empty or none = offline rules."),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
-    ("DATA_DIR", "./data", "Directory for the embedded queue and scratch space."),
+    ("DATA_DIR", "./data", "Directory for the embedded queue and the token ledger (checkouts go to TMPDIR)."),
     (
         "DATABASE_URL",
         "sqlite:///<DATA_DIR>/queue.sqlite3",
@@ -49,7 +49,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("LEASE_SECONDS", "60", "Job lease; a killed worker's job is taken up again once it expires."),
     ("MAX_FILES", "300", "Size gate: changed files per PR."),
     ("MAX_CHANGED_LINES", "5000", "Size gate: added plus deleted lines per PR."),
-    ("MAX_DIFF_BYTES", "2000000", "Size gate: bytes of unified diff per PR."),
+    ("MAX_DIFF_BYTES", "2000000", "Size gate: bytes of the unified diff a review reads (D-01)."),
     ("DAILY_TOKEN_BUDGET", "2000000", "Model tokens per installation per UTC day (D-04)."),
     ("MAX_TOKENS_PER_REVIEW", "200000", "Model tokens per review, input plus output (D-02)."),
     ("DEBOUNCE_SECONDS", "30", "Delay before a push-triggered review starts, so pushes coalesce (D-03)."),
@@ -256,6 +256,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
     api_url = _url(env, "GITHUB_API_URL")
     git_url = _url(env, "GIT_BASE_URL") if _raw(env, "GIT_BASE_URL") else derive_git_base_url(api_url)
     model = _raw(env, "MODEL")
+    if model.lower() in ("none", "off", "offline"):
+        model = ""
     if model and (":" not in model or not model.partition(":")[2]):
         raise ConfigError(f"{PREFIX}MODEL must look like provider:model, e.g. anthropic:claude-sonnet-4-5")
     provider = model.partition(":")[0]

@@ -32,3 +32,9 @@ def test_k01_manifest_of_a_widened_app_yml_is_caught(tmp_path: Path) -> None:
     path = tmp_path / "app.yml"
     path.write_text(yaml.safe_dump(widened))
     assert app_manifest("https://x.example", path)["default_permissions"] != K01
+
+
+def test_k01_packaged_manifest_is_the_repository_app_yml() -> None:
+    """`backend-review setup` reads the packaged copy; it must never drift from the reviewed app.yml."""
+    repository_copy = Path(__file__).resolve().parent.parent / "app.yml"
+    assert Path(APP_YML).read_bytes() == repository_copy.read_bytes()
