@@ -27,14 +27,14 @@ from bot.log import SECRETS
 from bot.pipeline import ReviewOutcome
 from tests.security.audit import Audit, Sink, recording
 from tests.security.hostile import Canaries, hostile_repo
-from tests.support.model_server import Call, ModelServer, Reply, Submit
+from tests.support.model_server import Call, ModelServer, Reply, Step, Submit
 
 PEM = re.compile(rb"BEGIN [A-Z0-9 ]*PRIVATE KEY")
 CHILD_ENV_ALLOWED = (
     set(git_env()) | set(tool_env()) | {"GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"}
 )
 
-HIJACKED = [
+HIJACKED: list[Step] = [
     Reply(
         calls=[
             Call("view", {"path": "s"}),

@@ -153,7 +153,7 @@ def test_p01_pr_text_does_not_change_the_pipeline_outcome(tmp_path: Path, persua
     """The full offline pipeline, with and without persuasion in title, body, comments and AGENTS.md."""
     repo = init_repo(tmp_path / "repo")
     base = repo.commit("base", {"app.py": "def find(db, name):\n    return None\n"})
-    files = {"app.py": SQL}
+    files: dict[str, str | bytes] = {"app.py": SQL}
     title = body = ""
     if persuade:
         files = {
