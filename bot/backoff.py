@@ -10,7 +10,9 @@ between attempts, and its attempts stay bounded by the worker's ``max_attempts``
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 from collections.abc import Callable
 
 
@@ -36,4 +38,20 @@ def backoff_delay(
     return min(cap, max(0.0, delay))
 
 
-__all__ = ["backoff_delay"]
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if seconds == seconds else None  # NaN → None
+
+
+__all__ = ["backoff_delay", "parse_retry_after"]

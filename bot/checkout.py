@@ -28,7 +28,6 @@ import ipaddress
 import os
 import re
 import shutil
-import signal
 import stat
 import tempfile
 import urllib.parse
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from bot.errors import BudgetExceeded, WorkspaceError
 from bot.log import SECRETS, get_logger
+from bot.process import kill_group, reap
 from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
 
 log = get_logger(__name__)
@@ -167,18 +167,6 @@ def _scrub(text: str, extra_env: Mapping[str, str]) -> str:
     return text
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    # start_new_session made the child a group leader: this also ends git-remote-https & co.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _reap(proc: asyncio.subprocess.Process) -> None:
-    """Drain and wait for a killed child so no pipe or transport is left open."""
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(proc.communicate(), 5)
-
-
 async def _exec_git(
     args: Sequence[str],
     *,
@@ -207,12 +195,12 @@ async def _exec_git(
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), timeout)
     except TimeoutError:
-        _kill_group(proc)
-        await _reap(proc)
+        kill_group(proc)
+        await reap(proc)
         raise WorkspaceError(f"git {_verb(args)} timed out after {timeout:g} s") from None
     except BaseException:  # cancellation: never leave git running in a directory being removed
-        _kill_group(proc)
-        await asyncio.shield(_reap(proc))
+        kill_group(proc)
+        await asyncio.shield(reap(proc))
         raise
     rc = proc.returncode if proc.returncode is not None else -1
     return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra)

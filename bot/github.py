@@ -38,6 +38,7 @@ from githubkit.exception import (
     RequestTimeout,
 )
 
+from bot.backoff import parse_retry_after
 from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.log import SECRETS, get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
@@ -85,10 +86,9 @@ class GitHubUnprocessable(GitHubError):
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is not None:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(value))
+    seconds = parse_retry_after(headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
     if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
         with contextlib.suppress(ValueError):
             return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())

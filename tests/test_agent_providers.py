@@ -18,11 +18,10 @@ from bot.agent.providers import (
     ToolDef,
     ToolOutput,
     Turn,
-    backoff_delay,
     estimate_cost,
     make_provider,
-    parse_retry_after,
 )
+from bot.backoff import backoff_delay, parse_retry_after
 from bot.errors import ConfigError, ModelUnavailable
 from tests.support.model_server import Fault, ModelServer, Submit
 
@@ -48,10 +47,10 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 
 def test_backoff_is_exponential_jittered_capped_and_honours_retry_after() -> None:
-    assert backoff_delay(1, base=1, cap=30, retry_after=None, rand=lambda: 0.0) == 0.5
-    assert backoff_delay(3, base=1, cap=30, retry_after=None, rand=lambda: 1.0) == 4.0
-    assert backoff_delay(10, base=1, cap=30, retry_after=None, rand=lambda: 1.0) == 30
-    assert backoff_delay(1, base=0.01, cap=30, retry_after=2.0, rand=lambda: 0.5) == 2.0
+    assert backoff_delay(1, base=1, cap=30, jitter=0.5, rand=lambda: 0.0) == 0.5
+    assert backoff_delay(3, base=1, cap=30, jitter=0.5, rand=lambda: 1.0) == 6.0
+    assert backoff_delay(10, base=1, cap=30, jitter=0.5, rand=lambda: 1.0) == 30
+    assert backoff_delay(1, base=0.01, cap=30, retry_after=2.0, jitter=0.5, rand=lambda: 0.5) == 2.5
     assert backoff_delay(1, base=0.01, cap=5, retry_after=3600, rand=lambda: 0.5) == 5
 
 

@@ -17,10 +17,8 @@ SDK's authentication header.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import random
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anthropic
 import openai
 
+from bot.backoff import backoff_delay, parse_retry_after
 from bot.errors import ConfigError, ModelUnavailable
 from bot.models import Usage
 
@@ -190,34 +189,6 @@ def _check_url(url: str) -> None:
 # --- retries (pure math) ----------------------------------------------------------------------------
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if seconds == seconds else None  # NaN → None
-
-
-def backoff_delay(
-    attempt: int, *, base: float, cap: float, retry_after: float | None, rand: Callable[[], float]
-) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential with equal jitter, never shorter
-    than the server's ``Retry-After``, never longer than ``cap``."""
-    exp = min(cap, base * 2.0 ** (attempt - 1))
-    delay = exp / 2 + rand() * exp / 2
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 3
@@ -266,6 +237,7 @@ async def with_retries(
                     base=policy.backoff_base,
                     cap=policy.max_wait,
                     retry_after=last.retry_after,
+                    jitter=0.5,
                     rand=policy.rand,
                 )
             )
@@ -595,10 +567,8 @@ __all__ = [
     "ToolDef",
     "ToolOutput",
     "Turn",
-    "backoff_delay",
     "estimate_cost",
     "make_provider",
     "make_usage",
-    "parse_retry_after",
     "with_retries",
 ]

@@ -19,12 +19,10 @@ a minimal environment and the checkout as working directory (T-02, T-05). Every 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import stat
 import sys
 import time
@@ -35,6 +33,7 @@ from typing import Any
 
 from bot.errors import ToolRefused
 from bot.log import SECRETS
+from bot.process import kill_group, reap
 from bot.redact import SecretSet, redact_patterns
 
 READ_ONLY_TOOLS = ("grep", "view")
@@ -467,18 +466,18 @@ class Toolbox:
                     newlines += chunk.count(b"\n")
                     if len(buf) > limits.max_output_bytes or newlines > limits.max_grep_matches:
                         flooded = True
-                        _kill_group(proc)
+                        kill_group(proc)
                         break
                 _, err = await proc.communicate()
         except TimeoutError:
-            _kill_group(proc)
-            await _reap(proc)
+            kill_group(proc)
+            await reap(proc)
             raise ToolRefused(
                 f"grep timed out after {limits.grep_timeout:g} s; narrow the pattern or path"
             ) from None
         except BaseException:
-            _kill_group(proc)
-            await asyncio.shield(_reap(proc))
+            kill_group(proc)
+            await asyncio.shield(reap(proc))
             raise
         lines = [line.removeprefix("./") for line in buf.decode("utf-8", "replace").split("\n") if line]
         if flooded and lines:
@@ -520,16 +519,6 @@ def _check_glob(glob: object) -> str:
     if glob.startswith("/") or ".." in segments or any(s.lower() == ".git" for s in segments):
         raise ToolRefused("invalid glob: it must stay inside the checkout")
     return glob
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _reap(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(proc.communicate(), 5)
 
 
 __all__ = [
