@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot.agent.providers import ModelSpec, Provider, make_provider
 from bot.agent.runner import AgentBudgets
@@ -182,7 +183,20 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_setup(args: argparse.Namespace) -> int:
+def run_setup(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    if args.code:
+        from bot.manifest import fetch_credentials, write_credentials
+
+        env = os.environ if environ is None else environ
+        api = env.get("BACKEND_REVIEW_GITHUB_API_URL", "https://api.github.com")
+        created = write_credentials(asyncio.run(fetch_credentials(api, args.code)), Path(args.dir), api)
+        print(
+            f"Created the GitHub App {created.slug} (id {created.app_id}).\n"
+            f"Wrote {created.key_path} and {created.env_path} (readable by you only).\n"
+            f"Next: install it ({created.html_url}/installations/new), then run\n"
+            f"  set -a; . {created.env_path}; set +a; backend-review serve"
+        )
+        return 0
     json.dump(app_manifest(args.url), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -74,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--config", metavar="PATH", help="repo config path (default .github/backend-review.yml)")
     _add_review_options(ci)
 
-    setup = sub.add_parser("setup", help="print the GitHub App manifest (app.yml as JSON)")
+    setup = sub.add_parser("setup", help="print the GitHub App manifest, or finish the manifest flow")
     setup.add_argument("--url", default="https://example.com", help="public base URL of this server")
+    setup.add_argument(
+        "--code", help="the `code` from GitHub's redirect: writes the new App's key and an env file"
+    )
+    setup.add_argument("--dir", default=".", help="where --code writes its files (default: .)")
     return parser
 
 
@@ -85,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from bot.errors import ConfigError, UsageError
+    from bot.errors import BackendReviewError, ConfigError, UsageError
 
     try:
         if args.command in ("review", "demo"):
@@ -107,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as exc:
         print(f"backend-review: {exc}", file=sys.stderr)
         return 2
+    except BackendReviewError as exc:  # e.g. a blocked SecretLeak or an unreachable model host
+        print(f"backend-review: the review could not complete: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     parser.print_help()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -46,9 +45,6 @@ REPO = "acme/shop"
 MAX_INLINE = 3
 MAX_TOOL_RESULT = 24_000
 
-# The OpenAI SDK runs `uname -p` once per process for a request header (see the xfail test at the
-# end). Prime that cache now, so the audits below see what the review itself executes.
-platform.platform()
 
 BASE_USERS = """import logging
 
@@ -519,12 +515,6 @@ print(json.dumps(execs))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/agent/providers.py: the OpenAI SDK's platform header calls platform.platform(), which "
-    "runs `uname -p` with the worker's full environment (model key, tokens) on the first request of a "
-    "process; only git and rg may run (invariant 1) and no secret may reach a child (invariant 2)",
-)
 def test_openai_provider_runs_no_child_process(server: ModelServer) -> None:
     server.play([Reply(text="ok")])
     done = subprocess.run(
@@ -539,11 +529,6 @@ def test_openai_provider_runs_no_child_process(server: ModelServer) -> None:
     assert json.loads(done.stdout) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/agent/tools.py: view refuses a hard-linked file (nlink > 1) but grep runs rg over it, "
-    "so a hard link inside the checkout to a file outside it leaks that file's lines (S-05)",
-)
 def test_s05_grep_does_not_read_through_a_hard_link(tmp_path: Path) -> None:
     canary = f"OUTSIDE-{uuid.uuid4().hex}"
     tree = tmp_path / "tree"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -270,6 +271,14 @@ def _parse_arguments(raw: str) -> Mapping[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_SDK_PLATFORM: Mapping[str, Literal["Linux", "MacOS", "Windows", "FreeBSD"]] = {
+    "linux": "Linux",
+    "darwin": "MacOS",
+    "win32": "Windows",
+    "freebsd": "FreeBSD",
+}
+
+
 class AnthropicProvider:
     """Claude through ``AsyncAnthropic`` and the Messages API with tools."""
 
@@ -384,6 +393,9 @@ class OpenAIProvider:
             timeout=timeout,
             max_retries=0,
         )
+        # Left unset, the SDK calls platform.platform(), which runs `uname -p` with this process's
+        # whole environment (model key, tokens): only git and rg may ever run. sys.platform spawns nothing.
+        self._client._platform = _SDK_PLATFORM.get(sys.platform, "Unknown")
 
     @property
     def model(self) -> str:

@@ -427,6 +427,7 @@ class Toolbox:
             "--no-heading",
             "--line-number",
             "--with-filename",
+            "--null",  # a NUL after each path: parsed exactly, whatever the file name holds
             "--max-columns=300",
             "--max-columns-preview",
             f"--max-count={limits.max_grep_matches}",
@@ -442,6 +443,36 @@ class Toolbox:
         # after the model's glob, so that it wins over anything the model gave (later globs win)
         argv += ["--iglob=!.git", f"--regexp={pattern}", "--", _display(parts)]
         return argv
+
+    def _matches(self, output: str, flooded: bool) -> tuple[list[str], int]:
+        """``path:line:text`` lines from rg's ``path\\0line:text`` records, keeping only matches in
+        regular files with a single link: a hard link could name a file outside the checkout (S-05)."""
+        lines: list[str] = []
+        withheld = 0
+        verdicts: dict[str, bool] = {}
+        pos = 0
+        while (nul := output.find("\0", pos)) != -1:
+            end = output.find("\n", nul)
+            if end == -1:
+                if flooded:  # cut mid-record by the flood cap
+                    break
+                end = len(output)
+            path, rest = output[pos:nul].removeprefix("./"), output[nul + 1 : end]
+            pos = end + 1
+            if path not in verdicts:
+                verdicts[path] = self._plain_file(path)
+            if verdicts[path]:
+                lines.append(f"{_escape_name(path)}:{rest}")
+            else:
+                withheld += 1
+        return lines, withheld
+
+    def _plain_file(self, path: str) -> bool:
+        try:
+            st = os.lstat(os.path.join(self._root, path))
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
     async def _grep(self, args: Mapping[str, Any]) -> str:
         argv = self.grep_argv(args)
@@ -479,9 +510,9 @@ class Toolbox:
             kill_group(proc)
             await asyncio.shield(reap(proc))
             raise
-        lines = [line.removeprefix("./") for line in buf.decode("utf-8", "replace").split("\n") if line]
-        if flooded and lines:
-            lines.pop()  # possibly cut mid-line
+        lines, withheld = self._matches(buf.decode("utf-8", "replace"), flooded)
+        if withheld:
+            lines.append(f"[{withheld} matches in linked or special files withheld]")
         if not lines:
             if proc.returncode == 2 and not flooded:
                 message = err.decode("utf-8", "replace").strip().splitlines()

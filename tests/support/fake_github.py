@@ -384,6 +384,7 @@ class FakeGitHub:
         self.requests: list[RecordedRequest] = []
         self.git_requests: list[GitRequest] = []
         self.faults: list[FaultRule] = []
+        self.manifest_codes: set[str] = set()  # codes the manifest flow would hand to the browser
         self.token_mint_errors: list[str] = []  # why a mint was refused (JWT problems etc.)
         self.errors: list[str] = []  # unexpected exceptions inside the fake; tests may assert it is empty
 
@@ -796,6 +797,7 @@ class FakeGitHub:
         R = _OWNER_REPO
         table: list[tuple[str, str, Handler]] = [
             ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", self._r_mint),
+            ("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", self._r_manifest),
             ("GET", r"/app", self._r_app),
             ("GET", r"/app/installations/(?P<id>\d+)", self._r_installation),
             ("GET", R + r"/installation", self._r_repo_installation),
@@ -944,6 +946,25 @@ class FakeGitHub:
         if repo_ids is not None:
             out["repositories"] = [self._repo_json(own[i]) for i in sorted(repo_ids)]
         return _json(201, out)
+
+    def _r_manifest(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        """The manifest flow's code exchange: no auth, each code works once."""
+        with self.lock:
+            if m["code"] not in self.manifest_codes:
+                raise HTTPError(404, "Not Found")
+            self.manifest_codes.discard(m["code"])
+        return _json(
+            201,
+            {
+                "id": self.app_id,
+                "slug": self.app_slug,
+                "client_id": self.client_id,
+                "client_secret": "fake-client-secret-0123456789abcdef",
+                "webhook_secret": self.webhook_secret,
+                "pem": self.private_key_pem,
+                "html_url": f"{self.url}apps/{self.app_slug}",
+            },
+        )
 
     def _r_revoke(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
         tok = self._require_token(ctx)
