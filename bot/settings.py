@@ -35,7 +35,11 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("WEBHOOK_SECRET_PREVIOUS", "", "The previous webhook secret, still accepted during rotation. Secret."),
     ("GITHUB_API_URL", "https://api.github.com", "GitHub REST API root; for GHES https://HOST/api/v3."),
     ("GIT_BASE_URL", "<derived from GITHUB_API_URL>", "Git host root for fetches (https://github.com)."),
-    ("MODEL", "", "Model spec, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1; empty or none = offline rules."),
+    (
+        "MODEL",
+        "",
+        "Model spec, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1; empty or none = offline rules.",
+    ),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
     ("DATA_DIR", "./data", "Directory for the embedded queue and the token ledger (checkouts go to TMPDIR)."),
