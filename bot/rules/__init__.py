@@ -1,7 +1,9 @@
 """The offline reviewer: deterministic backend checks over the lines a change adds.
 
 Pure: reads only the :class:`~bot.models.Changeset`. Every finding is on an added line, and its evidence is
-that line exactly as in the head file, so the review stage can verify it.
+that line exactly as in the head file, so the review stage can verify it. Checks read the code with its
+comments blanked, so no comment in the PR changes what is reported (P-01); only the checks marked
+``in_comments`` (leaked keys and tokens) read the raw text.
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ def run_rules(changeset: Changeset) -> list[Finding]:
         for check in _BY_LANGUAGE.get(language or "", _ANY_FILE):
             if (check.skip_tests and src.is_test) or (check.migrations_only and not src.is_migration):
                 continue
-            if not src.focus(check.needles):
+            view = src.raw_view() if check.in_comments else src
+            if not view.focus(check.needles):
                 continue
             r = check.rule
             seen: set[int] = set()
-            for hit in check.run(src):
+            for hit in check.run(view):
                 i = hit.index
-                if i in seen or not src.added[i] or (src.is_comment(i) and not check.in_comments):
+                if i in seen or not src.added[i]:
                     continue
                 seen.add(i)
                 findings.append(
@@ -62,7 +65,7 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                         category=r.category,
                         title=r.title,
                         body=f"{r.message} {r.fix}",
-                        evidence=src.lines[i].rstrip(),
+                        evidence=src.raw[i].rstrip(),
                         source=r.id,
                         confidence=r.confidence,
                         suggestion=hit.suggestion.rstrip() if hit.suggestion else None,

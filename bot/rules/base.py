@@ -3,17 +3,23 @@
 Checks look only at what a change adds. A :class:`Source` holds the RIGHT side of every hunk (added and
 context lines, in file order) so a check can read a few lines around an added line, but the engine only
 ever reports on added lines.
+
+Checks read the code with its comments blanked (:mod:`bot.rules.comments`), so no comment, trailing or on
+lines of its own, changes what they report (P-01); windows and statement limits count code lines only.
+The head file's text stays in :attr:`Source.raw` for evidence and for checks that read comments too.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bot.models import Category, FileDiff, Severity
+from bot.rules.comments import strip_comments
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class Check:
     # Lower-case substrings at least one of which every line the check can flag contains: a C-speed
     # prefilter, so the regexes run only on candidate lines.
     needles: tuple[str, ...] = ()
-    in_comments: bool = False  # a leaked key is a leak even in a comment
+    in_comments: bool = False  # reads the raw text: a leaked key is a leak even in a comment
     migrations_only: bool = False
 
 
@@ -123,7 +129,6 @@ def is_migration_path(path: str) -> bool:
     return _MIGRATION_PATH.search(path) is not None
 
 
-_COMMENT_MARK = {"python": "#", "ruby": "#", "sql": "--"}
 _DIRECTION = re.compile(
     r"^\s*(?:def\s+(?P<d1>up|upgrade\w*|change|down|downgrade\w*|rollback)\b"
     r"|(?:export\s+)?(?:async\s+)?function\s+(?P<d2>up|down)\b"
@@ -132,6 +137,8 @@ _DIRECTION = re.compile(
     r"|--\s*\+?(?:goose\s+|migrate[:\s]\s*)(?P<d5>up|down)\b)",
     re.IGNORECASE,
 )
+# goose / golang-migrate sections are SQL comments that the migration tool executes by: read them raw.
+_SQL_DIRECTIVE = re.compile(r"^\s*--\s*\+?(?:goose\s+|migrate[:\s]\s*)(?:up|down)\b", re.I)
 
 
 class Source:
@@ -144,13 +151,14 @@ class Source:
         self.is_test = is_test_path(fd.path)
         self.is_migration = is_migration_path(fd.path)
         self.is_down_file = _DOWN_FILE.search(fd.path) is not None
-        self.comment = _COMMENT_MARK.get(language or "", "//")
         lines: list[str] = []
         nos: list[int] = []
         added: list[bool] = []
         hunk_of: list[int] = []
+        code: list[str] = []
         self.sections = tuple(h.section for h in fd.hunks)
         for hid, h in enumerate(fd.hunks):
+            first = len(lines)
             for ln in h.lines:
                 if ln.kind == "-" or ln.new_no is None:
                     continue
@@ -158,11 +166,14 @@ class Source:
                 nos.append(ln.new_no)
                 added.append(ln.kind == "+")
                 hunk_of.append(hid)
-        self.lines = lines
+            code.extend(strip_comments(lines[first:], language))  # each hunk is lexed on its own
+        self.raw = lines  # the head file's lines: evidence, and what in_comments checks read
+        # Comments blanked, same lengths, so columns agree with raw; the raw list itself when no comment.
+        self.lines = lines if code == lines else code
         self.nos = nos
         self.added = added
         self.hunk_of = hunk_of
-        self.text = "\n".join(lines)
+        self.text = "\n".join(code)
         starts = []
         pos = 0
         for t in lines:
@@ -170,7 +181,23 @@ class Source:
             pos += len(t) + 1
         self._starts = starts
         self._lower: str | None = None
+        self._code_idx: list[int] | None = None
+        self._raw_view: Source | None = None
         self.candidates: list[int] | None = None
+
+    def raw_view(self) -> Source:
+        """This view with the comments left in (for checks that look for secrets in any text)."""
+        if self.raw is self.lines:
+            return self
+        if self._raw_view is None:
+            view = copy.copy(self)
+            view.lines = self.raw
+            view.text = "\n".join(self.raw)
+            view._lower = None
+            view._code_idx = None
+            view.candidates = None
+            self._raw_view = view
+        return self._raw_view
 
     def focus(self, needles: tuple[str, ...]) -> bool:
         """Restrict :meth:`line_matches` to added lines holding a needle; False when there are none."""
@@ -224,33 +251,38 @@ class Source:
     def contains(self, pattern: re.Pattern[str]) -> bool:
         return pattern.search(self.text) is not None
 
-    def is_comment(self, i: int) -> bool:
-        s = self.lines[i].lstrip()
-        if s.startswith(self.comment):
-            return not (self.comment == "#" and s.startswith("#{"))
-        if self.language in ("python", "ruby"):
-            return False
-        return s.startswith(("/*", "*/", "* ")) or s == "*"
-
     def indent(self, i: int) -> int:
         t = self.lines[i]
         return len(t) - len(t.lstrip())
 
     def span(self, i: int, before: int, after: int) -> range:
-        return range(max(0, i - before), min(len(self.lines), i + after + 1))
+        """From the ``before``-th code line above ``i`` through the ``after``-th code line below it."""
+        if self._code_idx is None:
+            self._code_idx = [k for k, t in enumerate(self.lines) if t.strip()]
+        idx = self._code_idx
+        lo = bisect.bisect_left(idx, i)
+        hi = bisect.bisect_right(idx, i)
+        start = idx[lo - before] if lo - before >= 0 else 0
+        stop = idx[hi + after - 1] + 1 if hi + after - 1 < len(idx) else len(self.lines)
+        return range(min(start, i), max(stop, i + 1))
 
     def window(self, i: int, before: int, after: int) -> str:
         r = self.span(i, before, after)
         return "\n".join(self.lines[r.start : r.stop])
 
     def next_code(self, i: int) -> int | None:
-        """Index of the next non-blank line after ``i`` in the same hunk."""
-        j = i + 1
-        while j < len(self.lines) and self.hunk_of[j] == self.hunk_of[i]:
+        """Index of the next code line after ``i`` in the same hunk."""
+        return next(self.code_lines(i, 1, 1), None)
+
+    def code_lines(self, i: int, step: int, count: int) -> Iterator[int]:
+        """Up to ``count`` code lines after (step 1) or before (step -1) line ``i``, in the same hunk."""
+        j = i + step
+        hunk = self.hunk_of[i]
+        while count > 0 and 0 <= j < len(self.lines) and self.hunk_of[j] == hunk:
             if self.lines[j].strip():
-                return j
-            j += 1
-        return None
+                yield j
+                count -= 1
+            j += step
 
     # -- statements -----------------------------------------------------------------------------------
 
@@ -259,29 +291,27 @@ class Source:
         depth = 0
         quote: str | None = None
         j = i
-        while True:
-            depth, quote = scan(self.lines[j], depth, quote, self.comment)
-            if (depth <= 0 and quote is None) or j - i + 1 >= limit:
+        for nxt in self.code_lines(i, 1, limit - 1):
+            depth, quote = scan(self.lines[j], depth, quote)
+            if depth <= 0 and quote is None:
                 break
-            if j + 1 >= len(self.lines) or self.hunk_of[j + 1] != self.hunk_of[i]:
-                break
-            j += 1
+            j = nxt
         return "\n".join(self.lines[i : j + 1]), j
 
     def sql_statement(self, i: int, limit: int = 12) -> tuple[str, int]:
         """Lines from ``i`` through the one holding the terminating ``;``."""
         j = i
-        while ";" not in self.lines[j] and j - i + 1 < limit:
-            if j + 1 >= len(self.lines) or self.hunk_of[j + 1] != self.hunk_of[i]:
+        for nxt in self.code_lines(i, 1, limit - 1):
+            if ";" in self.lines[j]:
                 break
-            j += 1
+            j = nxt
         return "\n".join(self.lines[i : j + 1]), j
 
     def first_added(self, start: int, end: int, pattern: re.Pattern[str] | None = None) -> int | None:
-        """The first added line in [start, end] matching ``pattern`` (or any added line as a fallback)."""
+        """The first added line in [start, end] matching ``pattern`` (else the first added code line)."""
         fallback = None
         for k in range(start, end + 1):
-            if not self.added[k]:
+            if not self.added[k] or not self.lines[k].strip():
                 continue
             if pattern is None or pattern.search(self.lines[k]):
                 return k
@@ -296,16 +326,19 @@ class Source:
         ind = self.indent(i)
         hunk = self.hunk_of[i]
         j = i - 1
-        while j >= 0 and i - j <= limit and self.hunk_of[j] == hunk and ind > 0:
-            s = self.lines[j].strip()
-            if s and not s.startswith("#"):
-                k = self.indent(j)
+        seen = 0  # code lines: comment lines and blank lines don't count towards the limit
+        while ind > 0 and j >= 0 and seen < limit and self.hunk_of[j] == hunk:
+            t = self.lines[j]
+            s = t.strip()
+            if s:
+                seen += 1
+                k = len(t) - len(t.lstrip())
                 if k < ind:
                     yield s
                     ind = k
             j -= 1
         if ind > 0:
-            section = self.sections[hunk].strip()
+            section = self.sections[self.hunk_of[i]].strip()
             if section:
                 yield section
 
@@ -315,15 +348,21 @@ class Source:
             return "down"
         j = i
         hunk = self.hunk_of[i]
-        while j >= 0 and i - j <= limit:
+        seen = 0
+        while j >= 0 and seen <= limit:
             if self.hunk_of[j] != hunk:
                 found = _direction_of(self.sections[hunk])
                 if found:
                     return found
                 hunk = self.hunk_of[j]
-            found = _direction_of(self.lines[j])
-            if found:
-                return found
+            line = self.lines[j]
+            if line.strip():
+                seen += 1
+                found = _direction_of(line)
+                if found:
+                    return found
+            elif self.language == "sql" and _SQL_DIRECTIVE.match(self.raw[j]):
+                return _direction_of(self.raw[j]) or "up"
             j -= 1
         return _direction_of(self.sections[hunk]) or "up"
 
@@ -349,8 +388,8 @@ def _direction_of(line: str) -> str | None:
     return "down" if word.startswith(("down", "rollback")) else "up"
 
 
-def scan(line: str, depth: int, quote: str | None, comment: str) -> tuple[int, str | None]:
-    """Advance a (bracket depth, open multi-line string) state over one line."""
+def scan(line: str, depth: int, quote: str | None) -> tuple[int, str | None]:
+    """Advance a (bracket depth, open multi-line string) state over one line of code (comments blanked)."""
     i = 0
     n = len(line)
     while i < n:
@@ -365,8 +404,6 @@ def scan(line: str, depth: int, quote: str | None, comment: str) -> tuple[int, s
                 continue
             i += 1
             continue
-        if line.startswith(comment, i):
-            break
         if c in "([{":
             depth += 1
         elif c in ")]}":
@@ -445,13 +482,17 @@ def positional(args: list[str]) -> list[str]:
     return [a for a in args if not re.match(r"^\*{1,2}|^\w+\s*=(?!=)", a)]
 
 
-def same_line_call_suggestion(line: str, m: re.Match[str], extra: str) -> str | None:
-    """``line`` with ``extra`` added as the last argument of the call ``m`` matched, if it closes there."""
-    args, close = split_args(line, m.end() - 1)
+def same_line_call_suggestion(src: Source, i: int, m: re.Match[str], extra: str) -> str | None:
+    """Line ``i`` with ``extra`` added as the last argument of the call ``m`` matched, if it closes there.
+
+    The call is parsed in the code and the edit made in the raw line (same columns), so comments stay.
+    """
+    code, raw = src.lines[i], src.raw[i]
+    args, close = split_args(code, m.end() - 1)
     if close < 0:
         return None
-    inner = line[m.end() : close]
+    inner = code[m.end() : close]
     if inner.rstrip().endswith(","):
-        return line[:close].rstrip() + " " + extra + line[close:]
+        return raw[: len(inner.rstrip()) + m.end()] + " " + extra + raw[close:]
     sep = ", " if args else ""
-    return line[:close] + sep + extra + line[close:]
+    return raw[:close] + sep + extra + raw[close:]

@@ -71,7 +71,7 @@ def _created_here(src: Source, table: str) -> bool:
 
 
 def _table_above(src: Source, i: int) -> str | None:
-    for j in range(i, max(-1, i - 12), -1):
+    for j in (i, *src.code_lines(i, -1, 11)):
         m = _ALTER_TABLE.search(src.lines[j])
         if m:
             return m.group(1)
@@ -87,9 +87,9 @@ _KNEX_NOT_NULL = re.compile(r"\.notNullable\s*\(\s*\)")
 def _not_null(src: Source) -> Iterator[Hit]:
     for i, m in src.line_matches(_SQL_ADD_COLUMN):
         clause = src.lines[i][m.start() :]
-        j = i
-        while not re.search(r"[,;]\s*$", clause) and j + 1 < len(src.lines) and j - i < 4:
-            j += 1
+        for j in src.code_lines(i, 1, 4):
+            if re.search(r"[,;]\s*$", clause):
+                break
             clause += "\n" + src.lines[j]
         clause = re.split(r",\s*(?:\n|$)|;", clause, maxsplit=1)[0]
         if not re.search(r"\bNOT\s+NULL\b", clause, re.I):
@@ -129,7 +129,7 @@ def _not_null(src: Source) -> Iterator[Hit]:
     for i, _ in src.line_matches(_KNEX_NOT_NULL):
         if ".defaultTo(" in src.lines[i]:
             continue
-        for j in range(i - 1, max(-1, i - 40), -1):
+        for j in src.code_lines(i, -1, 39):
             t = src.lines[j]
             if "createTable(" in t:
                 break

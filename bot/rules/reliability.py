@@ -38,7 +38,7 @@ def _py_timeout(src: Source) -> Iterator[Hit]:
             continue
         timeout = kwarg(args, "timeout")
         if timeout is None:
-            yield Hit(i, same_line_call_suggestion(src.lines[i], m, "timeout=10"))
+            yield Hit(i, same_line_call_suggestion(src, i, m, "timeout=10"))
         elif timeout == "None":
             yield Hit(i)
     for i, m in src.line_matches(_URLOPEN):
@@ -50,7 +50,7 @@ def _py_timeout(src: Source) -> Iterator[Hit]:
             and len(args) < 3
             and not any(a.startswith("**") for a in args)
         ):
-            yield Hit(i, same_line_call_suggestion(src.lines[i], m, "timeout=10"))
+            yield Hit(i, same_line_call_suggestion(src, i, m, "timeout=10"))
     for i, m in src.line_matches(_HTTPX_NO_TIMEOUT):
         text, _ = src.statement(i)
         args, _ = call_args(text, m)
@@ -72,7 +72,7 @@ def _go_timeout(src: Source) -> Iterator[Hit]:
         body = text[m.end() :]
         if re.search(r"\bTimeout\s*:", body):
             continue
-        after = "\n".join(src.lines[end + 1 : end + 6])
+        after = "\n".join(src.lines[k] for k in src.code_lines(end, 1, 5))
         if re.search(r"\.Timeout\s*=", after):
             continue
         yield Hit(i)
@@ -220,19 +220,18 @@ def _js_loop_query(src: Source) -> Iterator[Hit]:
             yield Hit(i)
             continue
         level = 0
-        j = i - 1
-        while j >= 0 and i - j <= 60 and src.hunk_of[j] == src.hunk_of[i]:
+        for j in src.code_lines(i, -1, 60):
             t = src.lines[j]
             level += t.count("}") - t.count("{")
             if level < 0:
-                header = t if t.strip() != "{" or j == 0 else src.lines[j - 1] + t
+                above = next(src.code_lines(j, -1, 1), None) if t.strip() == "{" else None
+                header = t if above is None else src.lines[above] + t
                 if _JS_LOOP.search(header):
                     yield Hit(i)
                     break
                 if _JS_FUNC.search(header):
                     break
                 level = 0
-            j -= 1
 
 
 _BLOCKING = re.compile(
@@ -308,7 +307,7 @@ CHECKS = (
             "An empty catch discards the error, so failures (including rejected promises) disappear "
             "without a "
             "trace.",
-            "Handle the error, log it, or rethrow; if ignoring is intended, say why in a comment.",
+            "Handle the error, log it, or rethrow it; a comment does not make an empty catch safe.",
             0.8,
         ),
         _js_catch,
@@ -338,7 +337,7 @@ CHECKS = (
             Severity.MEDIUM,
             JAVA,
             "An empty catch discards the exception, so failures disappear without a trace.",
-            "Handle, log or rethrow it; name the variable `ignored` and comment why if it is deliberate.",
+            "Handle, log or rethrow it; if ignoring it is deliberate, name the variable `ignored`.",
             0.8,
         ),
         _java_catch,

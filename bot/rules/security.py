@@ -175,7 +175,7 @@ def _yaml(src: Source) -> Iterator[Hit]:
         if loader is None and any(a.startswith("**") for a in args):
             continue
         suggestion = None
-        line = src.lines[i]
+        line = src.raw[i]  # same columns as the code: the comments stay in the suggestion
         if loader is None and len(args) == 1 and close >= 0 and "\n" not in text[: close + 1]:
             suggestion = line[: m.start()] + f"yaml.safe_{m.group(1)}(" + line[m.end() :]
         yield Hit(i, suggestion)

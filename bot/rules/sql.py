@@ -182,9 +182,7 @@ _RB_QUERY = re.compile(
 def _tainted(src: Source, i: int, name: str, lang: _Lang, keywords: re.Pattern[str]) -> int | None:
     """Index of a line above ``i`` that assigns ``name`` formatted SQL, if one is visible."""
     assign = re.compile(lang.assign.format(name=re.escape(name)))
-    for j in range(i - 1, max(-1, i - 60), -1):
-        if src.hunk_of[j] != src.hunk_of[i]:
-            break
+    for j in src.code_lines(i, -1, 60):
         m = assign.match(src.lines[j])
         if m is None:
             continue

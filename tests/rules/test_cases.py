@@ -22,6 +22,7 @@ FLAG: list[tuple[str, str, str, int]] = [
         3,
     ),
     ("py-sql-format", "app/db.py", "User.objects.raw(f\"SELECT * FROM auth_user WHERE email = '{e}'\")", 1),
+    ("py-sql-format", "app/db.py", "cur.execute(f\"SELECT * FROM t WHERE tag = '#x' AND id = {uid}\")", 1),
     (
         "js-sql-template",
         "src/db.js",
@@ -56,6 +57,18 @@ FLAG: list[tuple[str, str, str, int]] = [
         "go-sql-format",
         "db/users.go",
         'q := fmt.Sprintf("DELETE FROM users WHERE id = %d", id)\n_, err := db.Exec(q)',
+        1,
+    ),
+    (
+        "go-sql-format",
+        "db/users.go",
+        "rows, err := db.Query(`SELECT * FROM t WHERE u = 'http://x' AND id = ` + id)",
+        1,
+    ),
+    (
+        "js-sql-template",
+        "src/db.js",
+        "await pool.query(\"SELECT * FROM t WHERE u = 'http://x' /* */ AND id = \" + id);",
         1,
     ),
     (
@@ -98,6 +111,13 @@ FLAG: list[tuple[str, str, str, int]] = [
         3,
     ),
     ("jwt-unverified", "src/auth.js", "const claims = jwt.decode(req.headers.authorization);", 1),
+    # code-looking text in a comment is not code: it satisfies no "is there a jwt.verify?" test
+    (
+        "jwt-unverified",
+        "src/auth.js",
+        "// checked later by jwt.verify(token, key)\nconst c = jwt.decode(token);",
+        2,
+    ),
     ("jwt-unverified", "auth/jwt.go", "tok, _, err := new(jwt.Parser).ParseUnverified(raw, claims)", 1),
     ("jwt-unverified", "app/lib/auth.rb", "payload, _ = JWT.decode(token, nil, false)", 1),
     ("py-jwt-algorithms", "app/auth.py", "claims = jwt.decode(token, settings.JWT_KEY)", 1),
@@ -251,17 +271,37 @@ FLAG: list[tuple[str, str, str, int]] = [
     ("py-swallowed-exception", "app/jobs.py", "try:\n    run()\nexcept:  \n    pass", 3),
     ("py-swallowed-exception", "app/jobs.py", "try:\n    run()\nexcept Exception as e: pass", 3),
     ("py-swallowed-exception", "app/jobs.py", "with contextlib.suppress(Exception):\n    run()", 1),
+    # P-01: a comment is PR text; it neither ends the pattern's line nor makes a swallow deliberate
+    ("py-swallowed-exception", "app/jobs.py", "try:\n    run()\nexcept Exception:  # expected\n    pass", 3),
+    (
+        "py-swallowed-exception",
+        "app/jobs.py",
+        "try:\n    run()\nexcept Exception:\n    # best effort: the cache is optional\n    pass",
+        3,
+    ),
     ("js-empty-catch", "src/job.js", "try { run(); } catch (e) {}", 1),
     ("js-empty-catch", "src/job.ts", "try {\n  run();\n} catch {\n}", 3),
     ("js-empty-catch", "src/job.ts", "fetchAll().catch(() => {});", 1),
+    ("js-empty-catch", "src/job.ts", "try {\n  run();\n} catch {  // ok\n}", 3),
+    (
+        "js-empty-catch",
+        "src/job.js",
+        "try {\n  run();\n} catch (e) {\n  // optional: ignore missing file\n}",
+        3,
+    ),
+    ("js-empty-catch", "src/job.js", "try { run(); } catch (e) { /* ignore */ }", 1),
     ("go-ignored-error", "svc/x.go", 'n, _ := strconv.Atoi(r.URL.Query().Get("n"))', 1),
     ("go-ignored-error", "svc/x.go", "_ = json.Unmarshal(body, &req)", 1),
     ("go-ignored-error", "svc/x.go", "\ttx.Commit()", 1),
     ("go-ignored-error", "svc/x.go", "\t_ = err", 1),
+    ("go-ignored-error", "svc/x.go", "\t_ = err  // handled upstream", 1),
     ("java-empty-catch", "src/Job.java", "try { run(); } catch (IOException e) {}", 1),
     ("java-empty-catch", "src/Job.java", "} catch (Exception e) {\n}", 1),
     ("rb-rescue-nil", "app/jobs/x.rb", "value = Integer(params[:n]) rescue nil", 1),
     ("rb-rescue-nil", "app/jobs/x.rb", "begin\n  run\nrescue => e\nend", 3),
+    ("rb-rescue-nil", "app/jobs/x.rb", "begin\n  run\nrescue => e  # fine\nend", 3),
+    # comment markers inside strings are string text, not comments
+    ("rb-rescue-nil", "app/jobs/x.rb", 'value = Integer("#{params[:n]}") rescue nil', 1),
     (
         "py-query-in-loop",
         "app/views.py",
@@ -358,6 +398,23 @@ FLAG: list[tuple[str, str, str, int]] = [
     ),
     (
         "mig-not-null-no-default",
+        "app/migrations/0009_add.py",
+        "migrations.AddField(\n"
+        "    model_name='user',\n"
+        "    # don't backfill (yet): see the ticket\n"
+        "    name='tenant',\n"
+        "    field=models.IntegerField(),\n"
+        "),",
+        5,
+    ),
+    (
+        "mig-not-null-no-default",
+        "migrations/004.sql",
+        "ALTER TABLE users ADD COLUMN tag text NOT NULL CHECK (tag <> '--');",
+        1,
+    ),
+    (
+        "mig-not-null-no-default",
         "alembic/versions/x_add.py",
         "op.add_column('users', sa.Column('tenant_id', sa.Integer(), nullable=False))",
         1,
@@ -382,6 +439,12 @@ FLAG: list[tuple[str, str, str, int]] = [
         1,
     ),
     ("mig-index-not-concurrent", "db/migrate/20240104_idx.rb", "    add_index :orders, :user_id", 1),
+    (
+        "mig-index-not-concurrent",
+        "migrations/005.sql",
+        "-- CREATE TABLE orders (id int);\nCREATE INDEX idx_orders_user ON orders(user_id);",
+        2,
+    ),
     (
         "mig-fk-no-index",
         "migrations/006.sql",
@@ -522,13 +585,7 @@ CLEAN: list[tuple[str, str, str]] = [
         "app/jobs.py",
         "try:\n    run()\nexcept Exception:\n    log.exception('run failed')",
     ),
-    (
-        "py-swallowed-exception",
-        "app/jobs.py",
-        "try:\n    run()\nexcept Exception:\n    # best effort: the cache is optional\n    pass",
-    ),
     ("js-empty-catch", "src/job.js", "try { run(); } catch (e) { log(e); }"),
-    ("js-empty-catch", "src/job.js", "try {\n  run();\n} catch (e) {\n  // optional: ignore missing file\n}"),
     ("go-ignored-error", "svc/x.go", "n, err := strconv.Atoi(s)\nif err != nil {\n\treturn err\n}"),
     ("go-ignored-error", "svc/x.go", "defer tx.Rollback()"),
     ("go-ignored-error", "svc/x.go", "if err := tx.Commit(); err != nil {"),
@@ -634,6 +691,29 @@ CLEAN: list[tuple[str, str, str]] = [
         "migrations/006.sql",
         "CREATE TABLE t (\n  user_id bigint PRIMARY KEY REFERENCES users(id)\n);",
     ),
+    # P-01: the pattern only inside a comment is no finding
+    ("py-sql-format", "app/db.py", '# cursor.execute(f"SELECT {x}")'),
+    ("py-sql-format", "app/db.py", 'x = 1  # cur.execute(f"SELECT * FROM t WHERE id = {uid}")'),
+    ("js-sql-template", "src/db.js", "// await pool.query(`SELECT * FROM users WHERE id = ${id}`);"),
+    ("js-sql-template", "src/db.ts", "/*\nawait pool.query(`SELECT * FROM users WHERE id = ${id}`);\n*/"),
+    (
+        "go-sql-format",
+        "db/users.go",
+        'n := 1 /* db.Query(fmt.Sprintf("SELECT * FROM u WHERE id = %s", id)) */',
+    ),
+    ("java-sql-concat", "src/Repo.java", '// stmt.executeQuery("SELECT * FROM u WHERE id = " + id);'),
+    ("rb-sql-interpolation", "app/models/user.rb", "# User.where(\"name = '#{params[:name]}'\")"),
+    ("rb-rescue-nil", "app/jobs/x.rb", "=begin\nvalue = Integer(params[:n]) rescue nil\n=end"),
+    ("go-ignored-error", "svc/x.go", "/*\n_ = json.Unmarshal(body, &req)\n*/"),
+    ("java-empty-catch", "src/Job.java", "// try { run(); } catch (IOException e) {}"),
+    ("hardcoded-secret", "app/config.py", 'x = 1  # DB_PASSWORD = "s3cr3t-Pa55"'),
+    ("py-http-no-timeout", "app/notify.py", "requests.post(url, timeout=10)  # was requests.post(url)"),
+    ("tls-verify-disabled", "src/client.js", "const agent = new https.Agent(); // rejectUnauthorized: false"),
+    ("mig-drop", "migrations/002_cleanup.sql", "-- ALTER TABLE users DROP COLUMN legacy_id;\nSELECT 1;"),
+    ("mig-drop", "migrations/002_cleanup.sql", "SELECT 1; /* DROP TABLE audit_log; */"),
+    # ...and inside a string literal, a comment marker starts no comment
+    ("py-http-no-timeout", "app/notify.py", 'requests.get("http://x/#a", timeout=5)  # requests.get(u)'),
+    ("py-http-no-timeout", "app/notify.py", 'requests.get(\n    "http://x/#a", timeout=5,\n)'),
 ]
 
 
