@@ -276,3 +276,24 @@ def test_large_changeset_is_fast() -> None:
     assert run_rules(cs) == []
     # ~1.5 s alone on the 2-core box; the bound leaves room for a loaded CI machine.
     assert time.perf_counter() - start < 15.0
+
+
+def test_p01_evidence_and_suggestions_keep_the_head_line_with_its_comment() -> None:
+    (f,) = findings("app/n.py", "requests.get(url)  # see f(x), don't")
+    assert f.evidence == "requests.get(url)  # see f(x), don't"
+    assert f.suggestion == "requests.get(url, timeout=10)  # see f(x), don't"
+    (g,) = findings("app/conf.py", "data = yaml.load(fh)  # trusted input")
+    assert g.suggestion == "data = yaml.safe_load(fh)  # trusted input"
+
+
+def test_p01_many_comment_lines_do_not_push_code_out_of_a_window() -> None:
+    """Statement limits and look-around windows count code lines, so padding with comments hides nothing."""
+    pad = "\n".join(["    # padding"] * 45)
+    add_field = f"migrations.AddField(\n    model_name='user',\n{pad}\n    field=models.IntegerField(),\n),"
+    assert rule_ids("app/migrations/0009_add.py", add_field) == {"mig-not-null-no-default"}
+    cors = f"app.add_middleware(\n    Cors,\n    allow_origins=['*'],\n{pad}\n    allow_credentials=True)"
+    assert rule_ids("app/main.py", cors) == {"cors-wildcard-credentials"}
+    swallow = f"try:\n    run()\nexcept Exception:\n{pad}\n    pass"
+    assert rule_ids("app/jobs.py", swallow) == {"py-swallowed-exception"}
+    sql = "ALTER TABLE users ADD COLUMN tenant_id bigint\n" + "  -- padding\n" * 8 + "  NOT NULL;"
+    assert rule_ids("migrations/004.sql", sql) == {"mig-not-null-no-default"}

@@ -166,7 +166,8 @@ class Source:
                 nos.append(ln.new_no)
                 added.append(ln.kind == "+")
                 hunk_of.append(hid)
-            code.extend(strip_comments(lines[first:], language))  # each hunk is lexed on its own
+            # Each hunk is lexed on its own: what lies between hunks is unknown.
+            code.extend(strip_comments(lines[first:], language, mid_file=h.new_start > 1))
         self.raw = lines  # the head file's lines: evidence, and what in_comments checks read
         # Comments blanked, same lengths, so columns agree with raw; the raw list itself when no comment.
         self.lines = lines if code == lines else code

@@ -95,8 +95,8 @@ _SYNTAX: dict[str, _Syntax] = {
             _Quote("'", "'", True, True),
             _Quote("`", "`", True, True, "#{"),
         ),
-        re.compile(r"[#'\"`/%<{}]"),
-        re.compile(r"(?m)[#'\"`%/]|<<|^=begin"),
+        re.compile(r"[#'\"`/%<{}?]"),
+        re.compile(r"(?m)[#'\"`%/?]|<<|^=begin"),
         regex=True,
         ruby=True,
     ),
@@ -138,15 +138,22 @@ _OPERAND_WORDS = frozenset(
 _HEREDOC = re.compile(r"<<([~-]?)(['\"`]?)([A-Za-z_]\w*)\2")
 _PERCENT = re.compile(r"%([qQwWiIrsx]?)([^\w\s])")
 _DOLLAR = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")
+_STAR_LEAD = re.compile(r"\s*\*")
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 
 
-def strip_comments(lines: Sequence[str], language: str | None) -> list[str]:
-    """``lines`` (one contiguous stretch of a file) with every comment character replaced by a space."""
+def strip_comments(lines: Sequence[str], language: str | None, *, mid_file: bool = True) -> list[str]:
+    """``lines`` (one contiguous stretch of a file) with every comment character replaced by a space.
+
+    ``mid_file``: the stretch may start inside a block comment (it does not start at the file's top).
+    """
     syn = _SYNTAX.get(language or "")
-    if syn is None or syn.triggers.search("\n".join(lines)) is None:
+    if syn is None:
         return list(lines)
-    return _Lexer(syn).run(lines)
+    text = "\n".join(lines)
+    if syn.triggers.search(text) is None and not (syn.star_lead and mid_file and _STAR_LEAD.match(text)):
+        return list(lines)
+    return _Lexer(syn).run(lines, mid_file)
 
 
 class _Lexer:
@@ -155,10 +162,10 @@ class _Lexer:
         self.stack: list[_Frame] = []
         self.heredocs: list[str] = []  # Ruby heredocs opened on this line; their bodies start on the next
 
-    def run(self, lines: Sequence[str]) -> list[str]:
+    def run(self, lines: Sequence[str], mid_file: bool) -> list[str]:
         syn = self.syn
         out: list[str] = []
-        leading = syn.star_lead
+        leading = syn.star_lead and mid_file
         for line in lines:
             blanks: list[tuple[int, int]] = []
             start = 0
@@ -256,7 +263,15 @@ class _Lexer:
         if c == "/" and syn.regex and _operand_next(line, i):
             end = _regex_end(line, i)
             return end if end > 0 else i + 1
-        if c == "%" and syn.ruby:
+        if c == "?" and syn.ruby:  # a character literal: ?# ?" ?'
+            after = line[i + 2 : i + 3]
+            if (
+                line[i + 1 : i + 2].strip()
+                and not (after.isalnum() or after == "_")
+                and _operand_next(line, i)
+            ):
+                return i + 2
+        elif c == "%" and syn.ruby:
             m = _PERCENT.match(line, i)
             if m and (m.group(1) or m.group(2) in "([{<|!/^") and _operand_next(line, i):
                 delim = m.group(2)

@@ -186,6 +186,8 @@ def test_p01_the_variants_hold_the_comments_and_can_fail() -> None:
             "q = <<~SQL\n  # kept: heredoc text\nSQL\nz = 1",
         ),
         ("ruby", "w = %w(a # b) # c", "w = %w(a # b)"),
+        ("ruby", "c = ?# ; d = 1 # e", "c = ?# ; d = 1"),
+        ("ruby", "x = a ? b : c # d", "x = a ? b : c"),
         (
             "sql",
             "SELECT '--x', $$ -- y $$ -- c\nFROM t /* a\nb */ WHERE 1",
@@ -198,6 +200,12 @@ def test_strip_comments_blanks_comments_and_keeps_strings(language: str, code: s
     stripped = strip_comments(lines, language)
     assert [len(s) for s in stripped] == [len(t) for t in lines]  # columns are kept
     assert "\n".join(s.rstrip() for s in stripped) == expected
+
+
+def test_strip_comments_opens_in_a_block_comment_only_mid_file() -> None:
+    lines = [" * a javadoc line, or code: x = a", " * eval(input)"]
+    assert strip_comments(lines, "javascript")[1].strip() == ""
+    assert strip_comments(lines, "javascript", mid_file=False) == lines  # line 1 is never in a comment
 
 
 def test_strip_comments_leaves_unknown_languages_alone() -> None:
