@@ -39,6 +39,7 @@ class _Syntax:
     block: tuple[str, str] | None
     quotes: tuple[_Quote, ...]  # longest opener first
     special: re.Pattern[str]  # characters where something may start, in code
+    plain: re.Pattern[str]  # a run of code and whole one-line strings holding no such start (C-speed skip)
     triggers: re.Pattern[str]  # a line in code matching this nowhere is code as it stands
     regex: bool = False  # /…/ literals in operand position (JS, Ruby)
     ruby: bool = False  # heredocs, %-literals, =begin/=end
@@ -60,6 +61,7 @@ _SYNTAX: dict[str, _Syntax] = {
         None,
         (_Quote('"""', '"""', True, True), _Quote("'''", "'''", True, True), _DQ, _SQ),
         re.compile(r"[#'\"]"),
+        re.compile(r"""(?:[^'"#]|"(?:[^"\\]|\\.)*+"(?!")|'(?:[^'\\]|\\.)*+'(?!'))*+"""),
         re.compile(r"#|\"\"\"|'''"),
     ),
     "javascript": _Syntax(
@@ -67,6 +69,7 @@ _SYNTAX: dict[str, _Syntax] = {
         _BLOCK,
         (_Quote("`", "`", True, True, "${"), _DQ, _SQ),
         re.compile(r"[/'\"`{}]"),
+        re.compile(r"""(?:[^'"`/]|"(?:[^"\\]|\\.)*+"|'(?:[^'\\]|\\.)*+')*+"""),
         re.compile(r"[/`]"),
         regex=True,
         star_lead=True,
@@ -76,6 +79,7 @@ _SYNTAX: dict[str, _Syntax] = {
         _BLOCK,
         (_Quote("`", "`", False, True), _DQ, _SQ),
         re.compile(r"[/'\"`]"),
+        re.compile(r"""(?:[^'"`/]|"(?:[^"\\]|\\.)*+"|'(?:[^'\\]|\\.)*+')*+"""),
         re.compile(r"[/`]"),
         star_lead=True,
     ),
@@ -84,6 +88,7 @@ _SYNTAX: dict[str, _Syntax] = {
         _BLOCK,
         (_Quote('"""', '"""', True, True), _DQ, _SQ),
         re.compile(r"[/'\"]"),
+        re.compile(r"""(?:[^'"/]|"(?:[^"\\]|\\.)*+"(?!")|'(?:[^'\\]|\\.)*+')*+"""),
         re.compile(r'/|"""'),
         star_lead=True,
     ),
@@ -96,6 +101,7 @@ _SYNTAX: dict[str, _Syntax] = {
             _Quote("`", "`", True, True, "#{"),
         ),
         re.compile(r"[#'\"`/%<{}?]"),
+        re.compile(r"""(?:[^'"`#/%<?]|"(?:[^"\\#]|\\.|\#(?!\{))*+"|'(?:[^'\\]|\\.)*+')*+"""),
         re.compile(r"(?m)[#'\"`%/?]|<<|^=begin"),
         regex=True,
         ruby=True,
@@ -105,6 +111,7 @@ _SYNTAX: dict[str, _Syntax] = {
         _BLOCK,
         (_Quote("'", "'", False, True), _Quote('"', '"', False, False)),
         re.compile(r"[-/'\"$]"),
+        re.compile(r"""(?:[^-/'"$]|-(?!-)|/(?!\*)|'[^']*+'|"[^"]*+")*+"""),
         re.compile(r"--|/\*|['$]"),
         dollar=True,
     ),
@@ -161,6 +168,7 @@ class _Lexer:
         self.syn = syn
         self.stack: list[_Frame] = []
         self.heredocs: list[str] = []  # Ruby heredocs opened on this line; their bodies start on the next
+        self.regex_line: str | None = None  # the line on which a regex literal failed to close
 
     def run(self, lines: Sequence[str], mid_file: bool) -> list[str]:
         syn = self.syn
@@ -216,10 +224,17 @@ class _Lexer:
             if top is not None and top.kind == "q":
                 i = self._in_quote(line, i, top)
                 continue
-            m = syn.special.search(line, i)
-            if m is None:
-                break
-            i = m.start()
+            if top is None:
+                m = syn.plain.match(line, i)
+                assert m is not None  # the pattern matches the empty string
+                i = m.end()
+                if i >= n:
+                    break
+            else:
+                found = syn.special.search(line, i)
+                if found is None:
+                    break
+                i = found.start()
             c = line[i]
             if top is not None:  # code inside a string's ${…} / #{…}: no comments, only nesting
                 if c in "'\"`":
@@ -260,8 +275,10 @@ class _Lexer:
         syn = self.syn
         if c in "'\"`":
             return self._open_quote(line, i)
-        if c == "/" and syn.regex and _operand_next(line, i):
+        if c == "/" and syn.regex and self.regex_line is not line and _operand_next(line, i):
             end = _regex_end(line, i)
+            if end < 0:
+                self.regex_line = line  # no regex closes on this line: stop looking (keeps it linear)
             return end if end > 0 else i + 1
         if c == "?" and syn.ruby:  # a character literal: ?# ?" ?'
             after = line[i + 2 : i + 3]
@@ -356,6 +373,14 @@ def _regex_end(line: str, i: int) -> int:
 
 
 def _blank(line: str, blanks: list[tuple[int, int]]) -> str:
+    """``line`` with the (ordered, disjoint) ``blanks`` ranges replaced by spaces."""
+    if not blanks:
+        return line
+    parts = []
+    pos = 0
     for a, b in blanks:
-        line = line[:a] + " " * (min(b, len(line)) - a) + line[b:]
-    return line
+        parts.append(line[pos:a])
+        parts.append(" " * (b - a))
+        pos = b
+    parts.append(line[pos:])
+    return "".join(parts)

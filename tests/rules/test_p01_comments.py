@@ -10,6 +10,7 @@ The comment texts hold quotes, brackets and code-looking text, which a line-base
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -206,6 +207,23 @@ def test_strip_comments_opens_in_a_block_comment_only_mid_file() -> None:
     lines = [" * a javadoc line, or code: x = a", " * eval(input)"]
     assert strip_comments(lines, "javascript")[1].strip() == ""
     assert strip_comments(lines, "javascript", mid_file=False) == lines  # line 1 is never in a comment
+
+
+@pytest.mark.parametrize(
+    ("language", "line"),
+    [
+        ("javascript", "( /[" * 50_000),  # regex literals that never close
+        ("javascript", "/**/" * 50_000),  # many block comments on one line
+        ("python", '"""' + '" ' * 100_000),
+        ("ruby", "x = %w(" * 30_000),
+        ("sql", "'' -" * 50_000),
+    ],
+)
+def test_strip_comments_is_linear_on_hostile_lines(language: str, line: str) -> None:
+    start = time.perf_counter()
+    (out,) = strip_comments([line], language)
+    assert len(out) == len(line)
+    assert time.perf_counter() - start < 2.0  # quadratic work on 200k characters takes minutes
 
 
 def test_strip_comments_leaves_unknown_languages_alone() -> None:
