@@ -26,9 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-import anthropic
-import openai
-
 from bot.backoff import backoff_delay, parse_retry_after
 from bot.errors import ConfigError, ModelUnavailable
 from bot.models import Usage
@@ -210,23 +207,40 @@ class _Failure(Exception):
         self.retry_after = retry_after
 
 
-def _classify(exc: Exception, timeout: float) -> _Failure | ModelUnavailable:
+@dataclass(frozen=True, slots=True)
+class SdkErrors:
+    """An SDK's exception classes. Each provider imports its SDK only when it is built: the two SDKs
+    take seconds to import, which `serve` and `--help` should not pay for when no model is set."""
+
+    base: type[Exception]
+    status: type[Exception]  # carries .status_code and .response
+    timeout: type[Exception]
+    connection: type[Exception]
+
+
+def _classify(exc: Exception, timeout: float, errors: SdkErrors) -> _Failure | ModelUnavailable:
     """A retryable :class:`_Failure`, or a final :class:`ModelUnavailable` for permanent errors."""
-    if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError):
-        status = exc.status_code
-        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+    if isinstance(exc, errors.status):
+        status = int(getattr(exc, "status_code", 0))
+        response = getattr(exc, "response", None)
+        retry_after = parse_retry_after(response.headers.get("retry-after") if response is not None else None)
         if status in _RETRY_STATUS or status >= 500:
             return _Failure(f"HTTP {status}", retry_after)
         return ModelUnavailable(f"model request rejected (HTTP {status})")
-    if isinstance(exc, anthropic.APITimeoutError | openai.APITimeoutError | TimeoutError):
+    if isinstance(exc, errors.timeout | TimeoutError):
         return _Failure(f"no response within {timeout:g}s", None)
-    if isinstance(exc, anthropic.APIConnectionError | openai.APIConnectionError):
+    if isinstance(exc, errors.connection):
         return _Failure("connection error", None)
     return ModelUnavailable(f"model response not understood ({type(exc).__name__})")
 
 
 async def with_retries(
-    op: Callable[[], Awaitable[T]], *, policy: RetryPolicy, attempt_timeout: float, label: str
+    op: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    attempt_timeout: float,
+    label: str,
+    errors: SdkErrors,
 ) -> T:
     """Run ``op`` under a hard per-attempt timeout with our retry policy."""
     last: _Failure | None = None
@@ -245,8 +259,8 @@ async def with_retries(
         try:
             async with asyncio.timeout(attempt_timeout):
                 return await op()
-        except (anthropic.APIError, openai.APIError, TimeoutError) as exc:
-            verdict = _classify(exc, attempt_timeout)
+        except (errors.base, TimeoutError) as exc:
+            verdict = _classify(exc, attempt_timeout, errors)
             if isinstance(verdict, ModelUnavailable):
                 raise verdict from None
             last = verdict
@@ -294,6 +308,14 @@ class AnthropicProvider:
         self._model = model
         self._timeout = timeout
         self._retry = retry
+        import anthropic
+
+        self._errors = SdkErrors(
+            anthropic.APIError,
+            anthropic.APIStatusError,
+            anthropic.APITimeoutError,
+            anthropic.APIConnectionError,
+        )
         # base_url is always explicit so no ambient ANTHROPIC_BASE_URL/profile can redirect the key
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url or ANTHROPIC_DEFAULT_URL, timeout=timeout, max_retries=0
@@ -336,6 +358,7 @@ class AnthropicProvider:
             policy=self._retry,
             attempt_timeout=self._timeout,
             label="Anthropic model",
+            errors=self._errors,
         )
         texts: list[str] = []
         calls: list[ToolCall] = []
@@ -387,6 +410,11 @@ class OpenAIProvider:
         # OpenAI's own API wants max_completion_tokens (reasoning models reject max_tokens); compatible
         # servers (vLLM, Ollama, llama.cpp) understand the classic max_tokens.
         self._max_tokens_field = "max_completion_tokens" if base_url is None else "max_tokens"
+        import openai
+
+        self._errors = SdkErrors(
+            openai.APIError, openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError
+        )
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "unused",  # local servers need no key, the SDK insists on one
             base_url=base_url or OPENAI_DEFAULT_URL,
@@ -434,6 +462,7 @@ class OpenAIProvider:
             policy=self._retry,
             attempt_timeout=self._timeout,
             label="OpenAI-compatible model",
+            errors=self._errors,
         )
         if not completion.choices:
             raise ModelUnavailable("model response not understood (no choices)")
