@@ -13,18 +13,18 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.agent.providers import ModelSpec, Provider, make_provider
-from bot.agent.runner import AgentBudgets
 from bot.checkout import check_git_version
 from bot.errors import ConfigError
-from bot.github import GitHubApp
-from bot.jobs import JobDeps, JobLimits, ReviewJobRunner
 from bot.ledger import TokenLedger, open_ledger
 from bot.log import configure, get_logger
 from bot.queue import ReviewQueue, open_queue
 from bot.settings import Settings, app_manifest
-from bot.worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:  # the worker side (githubkit, job code) stays out of a receiver-only process
+    from bot.agent.providers import Provider
+    from bot.worker import Worker
 
 log = get_logger("bot.app")
 
@@ -33,6 +33,8 @@ def provider_factory(settings: Settings) -> Provider | None:
     """A fresh provider per job (its HTTP client is closed when the job ends), or None when offline."""
     if not settings.model:
         return None
+    from bot.agent.providers import ModelSpec, make_provider
+
     spec = ModelSpec.parse(settings.model)
     key = settings.model_api_key.get() if settings.model_api_key else ""
     base_url = settings.model_base_url or spec.base_url
@@ -64,48 +66,66 @@ def _git_warning() -> None:
 async def runtime(settings: Settings, *, workers: int) -> AsyncIterator[Runtime]:
     queue = open_queue(settings.database_url)
     ledger = open_ledger(settings.database_url, settings.data_dir)
-    worker: Worker | None = None
     try:
-        if workers > 0:
-            settings.require_app()
-            assert settings.private_key is not None
-            provider_factory(settings)  # fail at start-up, not in the first job, on a bad model setting
-            app = GitHubApp(
-                private_key=settings.private_key.get(),
-                app_id=settings.app_id,
-                client_id=settings.client_id,
-                base_url=settings.github_api_url,
-            )
-            runner = ReviewJobRunner(
-                JobDeps(
-                    github=app,
-                    ledger=ledger,
-                    provider_factory=lambda: provider_factory(settings),
-                    limits=JobLimits(
-                        max_files=settings.max_files,
-                        max_changed_lines=settings.max_changed_lines,
-                        max_diff_bytes=settings.max_diff_bytes,
-                        daily_token_budget=settings.daily_token_budget,
-                        max_attempts=settings.max_attempts,
-                    ),
-                    budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
-                    git_base_url=settings.git_base_url,
-                )
-            )
-            worker = Worker(
-                queue,
-                runner,
-                on_dead=runner.on_dead,
-                config=WorkerConfig(
-                    concurrency=workers,
-                    max_attempts=settings.max_attempts,
-                    lease_seconds=settings.lease_seconds,
-                ),
-            )
+        worker = _build_worker(settings, queue, ledger, workers) if workers > 0 else None
         yield Runtime(settings, queue, ledger, worker)
     finally:
         await ledger.close()
         await queue.close()
+
+
+def _check_model(settings: Settings) -> None:
+    """Fail at start-up, not in the first job, on a bad model setting (without opening a client)."""
+    if not settings.model:
+        return
+    from bot.agent.providers import ModelSpec
+
+    spec = ModelSpec.parse(settings.model)
+    if spec.provider == "anthropic" and settings.model_api_key is None:
+        raise ConfigError("BACKEND_REVIEW_MODEL is an Anthropic model but no API key is set")
+
+
+def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, workers: int) -> Worker:
+    from bot.agent.runner import AgentBudgets
+    from bot.github import GitHubApp
+    from bot.jobs import JobDeps, JobLimits, ReviewJobRunner
+    from bot.worker import Worker, WorkerConfig
+
+    settings.require_app()
+    assert settings.private_key is not None
+    _check_model(settings)
+    app = GitHubApp(
+        private_key=settings.private_key.get(),
+        app_id=settings.app_id,
+        client_id=settings.client_id,
+        base_url=settings.github_api_url,
+    )
+    runner = ReviewJobRunner(
+        JobDeps(
+            github=app,
+            ledger=ledger,
+            provider_factory=lambda: provider_factory(settings),
+            limits=JobLimits(
+                max_files=settings.max_files,
+                max_changed_lines=settings.max_changed_lines,
+                max_diff_bytes=settings.max_diff_bytes,
+                daily_token_budget=settings.daily_token_budget,
+                max_attempts=settings.max_attempts,
+            ),
+            budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
+            git_base_url=settings.git_base_url,
+        )
+    )
+    return Worker(
+        queue,
+        runner,
+        on_dead=runner.on_dead,
+        config=WorkerConfig(
+            concurrency=workers,
+            max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease_seconds,
+        ),
+    )
 
 
 def _settings(environ: Mapping[str, str], args: argparse.Namespace) -> Settings:

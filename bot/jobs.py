@@ -114,7 +114,7 @@ class ReviewJobRunner:
                     # report on the live head so the failure is visible on the PR
                     head_sha = job.head_sha or (await gw.get_pull(job.pr)).head_sha
                     if head_sha:
-                        check_id = await gw.create_check_run(
+                        check_id = await gw.open_check_run(
                             job.pr, head_sha, name=CHECK_NAME, external_id=claimed.id
                         )
                         await gw.complete_check_run(
@@ -170,9 +170,7 @@ class ReviewJobRunner:
 
     async def _neutral_check(self, job: ReviewJob, external_id: str, title: str, summary: str) -> None:
         async with self.deps.github.installation_session(job, write=True) as gw:
-            check_id = await gw.create_check_run(
-                job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id
-            )
+            check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
             await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
 
     async def _gate(self, job: ReviewJob, pull: PullInfo) -> str | None:
@@ -198,9 +196,7 @@ class ReviewJobRunner:
         deps = self.deps
         too_large = await self._gate(job, pull)
         async with deps.github.installation_session(job, write=True) as gw:
-            check_id = await gw.create_check_run(
-                job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id
-            )
+            check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id)
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "eyes")
             if too_large is not None:

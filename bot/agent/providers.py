@@ -17,8 +17,10 @@ SDK's authentication header.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -207,6 +209,15 @@ class _Failure(Exception):
         self.retry_after = retry_after
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process. Each SDK client would otherwise load the CA bundle
+    again (~66 ms of blocked event loop and ~0.8 MiB per review: 100 reviews in flight pay 6.6 s)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 @dataclass(frozen=True, slots=True)
 class SdkErrors:
     """An SDK's exception classes. Each provider imports its SDK only when it is built: the two SDKs
@@ -318,7 +329,11 @@ class AnthropicProvider:
         )
         # base_url is always explicit so no ambient ANTHROPIC_BASE_URL/profile can redirect the key
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url or ANTHROPIC_DEFAULT_URL, timeout=timeout, max_retries=0
+            api_key=api_key,
+            base_url=base_url or ANTHROPIC_DEFAULT_URL,
+            timeout=timeout,
+            max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context(), timeout=timeout),
         )
 
     @property
@@ -420,6 +435,7 @@ class OpenAIProvider:
             base_url=base_url or OPENAI_DEFAULT_URL,
             timeout=timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context(), timeout=timeout),
         )
         # Left unset, the SDK calls platform.platform(), which runs `uname -p` with this process's
         # whole environment (model key, tokens): only git and rg may ever run. sys.platform spawns nothing.

@@ -267,3 +267,5 @@ def test_e2e_sigkill_mid_review_then_restart_posts_exactly_once(e2e: E2E) -> Non
     time.sleep(1.0)
     (review,) = e2e.fake.reviews_for(e2e.pull)
     assert "Unbounded user search" in " ".join(c["body"] for c in review.comments)
+    # the retried job took over the killed attempt's check run: one run, and nothing left spinning
+    assert e2e.check_runs() == ["completed"]

@@ -818,6 +818,7 @@ class FakeGitHub:
             ("POST", R + r"/check-runs", self._r_create_check),
             ("PATCH", R + r"/check-runs/(?P<id>\d+)", self._r_update_check),
             ("GET", R + r"/check-runs/(?P<id>\d+)", self._r_get_check),
+            ("GET", R + r"/commits/(?P<ref>[^/]+)/check-runs", self._r_list_checks_for_ref),
             ("GET", R + r"/collaborators/(?P<login>[^/]+)/permission", self._r_permission),
         ]
         self._routes = [(m, re.compile(p), h) for m, p, h in table]
@@ -1597,6 +1598,17 @@ class FakeGitHub:
         with self.lock:
             self.check_runs[run.id] = run
         return _json(201, self._check_json(run))
+
+    def _r_list_checks_for_ref(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        repo = self._authorize(ctx, m, ("checks",), "read")
+        name = ctx.query.get("check_name")
+        with self.lock:
+            runs = [
+                self._check_json(c)
+                for c in sorted(self.check_runs.values(), key=lambda c: -c.id)
+                if c.repo == repo.full_name and c.head_sha == m["ref"] and (name is None or c.name == name)
+            ]
+        return _json(200, {"total_count": len(runs), "check_runs": runs})
 
     def _check_run(self, repo: FakeRepo, m: re.Match[str]) -> FakeCheckRun:
         run = self.check_runs.get(int(m["id"]))
