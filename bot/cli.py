@@ -30,7 +30,7 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         metavar="SPEC",
-        help="model, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1[@BASE_URL]; "
+        help="model, e.g. anthropic:claude-sonnet-4-6 or openai:gpt-4.1[@BASE_URL]; "
         "default $BACKEND_REVIEW_MODEL; none = offline checks only",
     )
     p.add_argument("--max-comments", type=int, metavar="N", help="inline comments shown (default 10)")

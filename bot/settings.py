@@ -38,7 +38,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     (
         "MODEL",
         "",
-        "Model spec, e.g. anthropic:claude-sonnet-4-5 or openai:gpt-4.1; empty or none = offline rules.",
+        "Model spec, e.g. anthropic:claude-sonnet-4-6 or openai:gpt-4.1; empty or none = offline rules.",
     ),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
@@ -263,7 +263,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if model.lower() in ("none", "off", "offline"):
         model = ""
     if model and (":" not in model or not model.partition(":")[2]):
-        raise ConfigError(f"{PREFIX}MODEL must look like provider:model, e.g. anthropic:claude-sonnet-4-5")
+        raise ConfigError(f"{PREFIX}MODEL must look like provider:model, e.g. anthropic:claude-sonnet-4-6")
     provider = model.partition(":")[0]
     fallback = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}.get(provider)
     model_key = _secret(env, PREFIX + "MODEL_API_KEY") or (_secret(env, fallback) if fallback else None)

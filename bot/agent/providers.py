@@ -153,7 +153,7 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
-        """``anthropic:claude-sonnet-4-5``, ``openai:gpt-4.1``, ``openai:llama3@http://host:11434/v1``,
+        """``anthropic:claude-sonnet-4-6``, ``openai:gpt-4.1``, ``openai:llama3@http://host:11434/v1``,
         ``scripted:/path/to/turns.json``."""
         provider, sep, rest = text.strip().partition(":")
         if not sep or not rest:
