@@ -36,7 +36,7 @@ from bot.pipeline import ReviewInputs, review_workspace
 
 REVIEWS = int(os.environ.get("BR_BENCH_REVIEWS", "100"))
 LATENCY = float(os.environ.get("BR_BENCH_LATENCY", "2"))
-LOOP = os.environ.get("BR_BENCH_LOOP", "uvloop")  # the worker's loop (bot.app runs on uvloop); or asyncio
+LOOP = os.environ.get("BR_BENCH_LOOP", "asyncio")  # the review workers run on the stdlib loop (bot.app)
 SPEC = ModelSpec.parse("anthropic:claude-sonnet-4-6")
 USERS_PY = demo.PR["app/users.py"].splitlines()
 LINE = next(i for i, text in enumerate(USERS_PY, 1) if "request.args.get" in text)

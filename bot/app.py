@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -145,6 +146,61 @@ def _settings(environ: Mapping[str, str], args: argparse.Namespace) -> Settings:
     return settings
 
 
+class WorkerThread:
+    """The review workers of `serve`, on their own thread and a stdlib asyncio loop.
+
+    uvloop (libuv) starts children with fork(), which blocks its loop ~12 ms in a process this size;
+    CPython's loop uses vfork. Every review starts git and rg several times, so the workers get the
+    stdlib loop and the receiver keeps uvloop + httptools, answering webhooks while reviews run. The
+    worker side opens its own queue handle: a Postgres pool belongs to the loop that first used it.
+    """
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self._settings = settings
+        self._workers = workers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._worker: Worker | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="review-workers", daemon=True)
+
+    def start(self) -> None:
+        """Start and wait until the workers run; a configuration error is raised here, in the caller."""
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def notify(self) -> None:
+        """Called on the receiver's loop after an enqueue: wake an idle worker slot now."""
+        if self._loop is not None and self._worker is not None:
+            self._loop.call_soon_threadsafe(self._worker.notify)
+
+    def stop(self) -> None:
+        """Stop claiming, let running reviews finish within the grace period, and join."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # the thread's end: report it to start() or the log
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                log.error("review workers stopped", exc_info=True)
+
+    async def _run(self) -> None:
+        async with runtime(self._settings, workers=self._workers) as rt:
+            assert rt.worker is not None
+            self._loop, self._stop, self._worker = asyncio.get_running_loop(), asyncio.Event(), rt.worker
+            self._ready.set()
+            await rt.worker.run(self._stop)
+
+
 async def _serve(settings: Settings) -> None:
     import uvicorn
 
@@ -152,10 +208,12 @@ async def _serve(settings: Settings) -> None:
 
     settings.require_serve()
     _git_warning()
-    async with runtime(settings, workers=settings.workers) as rt:
-        stop = asyncio.Event()
-        worker_task = asyncio.create_task(rt.worker.run(stop)) if rt.worker else None
-        app = create_app(settings, rt.queue, on_enqueued=rt.worker.notify if rt.worker else None)
+    workers = WorkerThread(settings, settings.workers) if settings.workers > 0 else None
+    if workers is not None:
+        await asyncio.to_thread(workers.start)
+    queue = open_queue(settings.database_url)
+    try:
+        app = create_app(settings, queue, on_enqueued=workers.notify if workers else None)
         server = uvicorn.Server(uvicorn_config(app, settings))
         log.info(
             "serving",
@@ -164,24 +222,18 @@ async def _serve(settings: Settings) -> None:
             workers=settings.workers,
             model=settings.model or "offline",
         )
-        try:
-            await server.serve()
-        finally:
-            stop.set()
-            if worker_task is not None:
-                await worker_task
-
-
-def _run_loop(coro_factory: object) -> None:
-    import uvloop
-
-    assert callable(coro_factory)
-    uvloop.run(coro_factory())
+        await server.serve()
+    finally:
+        if workers is not None:
+            await asyncio.to_thread(workers.stop)
+        await queue.close()
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import uvloop
+
     settings = _settings(os.environ, args)
-    _run_loop(lambda: _serve(settings))
+    uvloop.run(_serve(settings))  # the receiver: uvloop + httptools (the workers run on their own loop)
     return 0
 
 
@@ -199,7 +251,7 @@ async def _work(settings: Settings) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = _settings(os.environ, args)
-    _run_loop(lambda: _work(settings))
+    asyncio.run(_work(settings))  # the stdlib loop: see WorkerThread on why not uvloop
     return 0
 
 
