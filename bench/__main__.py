@@ -19,6 +19,7 @@ def main() -> None:
             continue
         print(f"\n## {name.removeprefix('bench_')}", flush=True)
         started = time.perf_counter()
+        sys.argv = [f"bench.{name}"]  # each bench parses its own options; the runner's are not theirs
         importlib.import_module(f"bench.{name}").main()
         print(f"({name} took {time.perf_counter() - started:.1f} s)", flush=True)
 
