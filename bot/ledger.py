@@ -100,21 +100,16 @@ class PostgresLedger:
         self._dsn = dsn
         self._ready = False
 
-    async def _conn(self) -> object:
-        import psycopg
-
-        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-        if not self._ready:
-            await conn.execute(_SCHEMA.replace("INTEGER NOT NULL,", "BIGINT NOT NULL,", 1))
-            self._ready = True
-        return conn
-
     async def _one(self, sql: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
         import psycopg
 
-        conn = await self._conn()
-        assert isinstance(conn, psycopg.AsyncConnection)
-        async with conn:
+        async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+            if not self._ready:
+                # concurrent CREATE TABLE IF NOT EXISTS races in the catalog: one creator at a time
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('backend_review_token_usage'))")
+                    await conn.execute(_SCHEMA.replace("INTEGER NOT NULL,", "BIGINT NOT NULL,", 1))
+                self._ready = True
             cur = await conn.execute(sql, args)
             return await cur.fetchone() if cur.description else None
 
