@@ -327,14 +327,41 @@ class Workspace:
         )
         return rc == 0
 
+    async def ensure_commit(self, sha: str) -> bool:
+        """Fetch ``sha`` (by SHA, from the same source) when it is missing; False when it cannot be had."""
+        if not _SHA.fullmatch(sha):
+            return False
+        if await self.has_commit(sha):
+            return True
+        if self.source is None:
+            return False
+        try:
+            await _fetch(self.git_dir, self.source, [sha], self.depth)
+        except WorkspaceError:
+            return False
+        return await self.has_commit(sha)
+
+    async def is_ancestor(self, sha: str) -> bool:
+        """Whether ``sha`` is an ancestor of the head (false after a force-push rewrote history)."""
+        if not await self.ensure_commit(sha):
+            return False
+        rc, _, _ = await _exec_git(
+            ["--git-dir", str(self.git_dir), "merge-base", "--is-ancestor", sha, self.head_sha],
+            cwd=self.git_dir,
+            extra_env=None,
+            timeout=30,
+            input=None,
+        )
+        return rc == 0
+
     async def diff(self, *, context: int = 3, base: str | None = None) -> str:
         """The unified diff from the merge base (or ``base``, e.g. a previously reviewed head) to head."""
         start = base if base is not None else (self.merge_base or self.base_sha)
         if start is None:
             raise WorkspaceError("no base commit to diff against")
         _check_sha(start, "diff base")
-        if base is not None and not await self.has_commit(base) and self.source is not None:
-            await _fetch(self.git_dir, self.source, [base], self.depth)
+        if base is not None and not await self.ensure_commit(base):
+            raise WorkspaceError(f"commit {base[:12]} is not available from the repository")
         out = await self.git(
             [
                 "diff",

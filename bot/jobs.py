@@ -17,7 +17,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bot.agent.providers import Provider
 from bot.agent.runner import AgentBudgets
@@ -173,7 +172,7 @@ class ReviewJobRunner:
             check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
             await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
 
-    async def _gate(self, job: ReviewJob, pull: PullInfo) -> str | None:
+    def _gate(self, pull: PullInfo) -> str | None:
         limits = self.deps.limits
         changed = pull.additions + pull.deletions
         if pull.changed_files > limits.max_files or changed > limits.max_changed_lines:
@@ -194,7 +193,7 @@ class ReviewJobRunner:
         posted: frozenset[str],
     ) -> str:
         deps = self.deps
-        too_large = await self._gate(job, pull)
+        too_large = self._gate(pull)
         async with deps.github.installation_session(job, write=True) as gw:
             check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id)
             if job.comment_id is not None:
@@ -280,7 +279,7 @@ class ReviewJobRunner:
                 max_bytes=deps.limits.max_checkout_bytes,
             ) as ws:
                 diff_base = None
-                if incremental and job.before_sha and await _is_ancestor(ws, job.before_sha):
+                if incremental and job.before_sha and await ws.is_ancestor(job.before_sha):
                     diff_base = job.before_sha
                 inputs = dataclasses.replace(inputs, diff_base=diff_base)
                 return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
@@ -354,18 +353,6 @@ async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, tex
     await gw.complete_check_run(
         job.pr, check_id, conclusion="neutral", title="Too large to review", summary=text
     )
-
-
-async def _is_ancestor(ws: Any, sha: str) -> bool:
-    """Incremental review only when the previous head is an ancestor (not after a force-push)."""
-    from bot.errors import WorkspaceError
-
-    try:
-        await ws.diff(base=sha, context=0)
-        await ws.git(["merge-base", "--is-ancestor", sha, ws.head_sha])
-    except WorkspaceError:
-        return False
-    return True
 
 
 __all__ = ["CHECK_NAME", "BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner"]
