@@ -37,7 +37,7 @@ from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.review import conclusion
 from tests.support.audit import Audit, argv_lists, recording
 from tests.support.gitrepo import GitRepo, init_repo
-from tests.support.model_server import Call, ModelServer, Recorded, Reply, Submit
+from tests.support.model_server import Call, ModelServer, Reply, Submit, tool_results
 
 MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1"}
 KEY_VAR = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -308,21 +308,6 @@ async def hijacked_review(
             return await review_workspace(ws, inputs, provider=provider), planted
     finally:
         await provider.aclose()
-
-
-def tool_results(flavour: str, rec: Recorded) -> list[str]:
-    out: list[str] = []
-    for message in rec.body["messages"]:
-        if flavour == "openai":
-            if message["role"] == "tool":
-                out.append(message["content"])
-            continue
-        content = message["content"]
-        for block in content if isinstance(content, list) else []:
-            if block.get("type") == "tool_result":
-                inner = block["content"]
-                out.append(inner if isinstance(inner, str) else "".join(b["text"] for b in inner))
-    return out
 
 
 # --- markdown inspection ----------------------------------------------------------------------------

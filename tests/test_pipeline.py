@@ -18,7 +18,7 @@ from bot.agent.providers import ModelSpec, make_provider
 from bot.checkout import GitSource, resolve_ref, workspace
 from bot.local import build_demo_repository, render, review_repository
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
-from tests.support.model_server import Call, ModelServer, Recorded, Submit
+from tests.support.model_server import Call, ModelServer, Recorded, Submit, tool_results
 
 MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1"}
 KEY_VAR = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -67,22 +67,6 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def environ(flavour: str, server: ModelServer, key: str) -> dict[str, str]:
     url = server.anthropic_url if flavour == "anthropic" else server.openai_url
     return {"BACKEND_REVIEW_MODEL_BASE_URL": url, KEY_VAR[flavour]: key}
-
-
-def tool_results(flavour: str, rec: Recorded) -> list[str]:
-    """The tool outputs a request carries back to the model, from its wire format."""
-    out: list[str] = []
-    for message in rec.body["messages"]:
-        if flavour == "openai":
-            if message["role"] == "tool":
-                out.append(message["content"])
-            continue
-        content = message["content"]
-        for block in content if isinstance(content, list) else []:
-            if block.get("type") == "tool_result":
-                inner = block["content"]
-                out.append(inner if isinstance(inner, str) else "".join(b["text"] for b in inner))
-    return out
 
 
 def tool_names(flavour: str, rec: Recorded) -> set[str]:

@@ -251,6 +251,22 @@ def _handler_for(server: ModelServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def tool_results(flavour: str, rec: Recorded) -> list[str]:
+    """The tool outputs a request carries back to the model, read from its wire format."""
+    out: list[str] = []
+    for message in rec.body["messages"]:
+        if flavour == "openai":
+            if message["role"] == "tool":
+                out.append(message["content"])
+            continue
+        content = message["content"]
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "tool_result":
+                inner = block["content"]
+                out.append(inner if isinstance(inner, str) else "".join(b["text"] for b in inner))
+    return out
+
+
 __all__ = [
     "Call",
     "Fault",
@@ -261,4 +277,5 @@ __all__ = [
     "Step",
     "Submit",
     "Text",
+    "tool_results",
 ]
