@@ -25,8 +25,8 @@ from bot.checkout import git_env
 from bot.local import _Progress, review_repository
 from bot.log import SECRETS
 from bot.pipeline import ReviewOutcome
-from tests.security.audit import Audit, Sink, recording
 from tests.security.hostile import Canaries, hostile_repo
+from tests.support.audit import Audit, Sink, recording
 from tests.support.model_server import Call, ModelServer, Reply, Step, Submit
 
 PEM = re.compile(rb"BEGIN [A-Z0-9 ]*PRIVATE KEY")
@@ -180,7 +180,7 @@ def test_k04_k06_s04_t05_full_hostile_review_leaks_nothing_and_runs_nothing(
     port = int(server.anthropic_url.rsplit(":", 1)[1])
     assert audit.connects, "no connection recorded: the model was not reached through the SDK"
     assert {tuple(a)[:2] for a in audit.connects} == {("127.0.0.1", port)}
-    assert set(audit.lookups) <= {"127.0.0.1"}
+    assert {host for host, _ in audit.lookups} <= {"127.0.0.1"}
     assert sink.connections == 0
 
     # K-03/K-04: no canary or key in any model request; the model key only in its auth header

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.local import review_repository
-from tests.security.audit import recording
+from tests.support.audit import recording
 from tests.support.gitrepo import init_repo
 
 ROOT = Path(__file__).resolve().parents[2]

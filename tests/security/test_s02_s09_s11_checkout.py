@@ -14,7 +14,7 @@ import pytest
 from bot.agent.tools import INVALID_PATH, Toolbox, ToolLimits
 from bot.checkout import GitSource, Workspace, workspace
 from bot.errors import BudgetExceeded
-from tests.security.audit import Sink, recording
+from tests.support.audit import Sink, recording
 from tests.support.gitrepo import GitRepo, init_repo
 
 MISSING_SHA = "0123456789abcdef0123456789abcdef01234567"
