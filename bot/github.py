@@ -425,8 +425,10 @@ class GitHubClient:
         summary: str,
         text: str | None = None,
         annotations: Sequence[Mapping[str, Any]] = (),
+        actions: Sequence[Mapping[str, str]] = (),
     ) -> None:
-        """Complete the run; annotations go in batches of ≤ 50 (GitHub appends them across PATCHes).
+        """Complete the run; annotations go in batches of ≤ 50 (GitHub appends them across PATCHes);
+        ``actions`` are buttons (at most 3) shown on the completed run.
 
         The first PATCH carries the conclusion, so a failure in a later batch still leaves a completed run."""
         url = f"{self._repo_path(pr)}/check-runs/{check_id}"
@@ -437,11 +439,13 @@ class GitHubClient:
             list(annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST])
             for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)
         ] or [[]]
-        first = {
+        first: dict[str, Any] = {
             "status": "completed",
             "conclusion": conclusion,
             "output": {**output, "annotations": batches[0]},
         }
+        if actions:
+            first["actions"] = [dict(a) for a in actions[:3]]
         await self._request("PATCH", url, "complete check run", json=first)
         for batch in batches[1:]:
             await self._request(

@@ -26,6 +26,7 @@ from bot.diff import PathFilters
 from bot.errors import BudgetExceeded, Retryable, Superseded
 from bot.events import (
     HELP_REPLY,
+    RERUN_ACTION,
     UNKNOWN_OPTION_REPLY,
     AwaitMaintainer,
     Enqueue,
@@ -46,6 +47,9 @@ from bot.review import parse_markers
 log = get_logger(__name__)
 
 CHECK_NAME = "backend-review"
+# A button on the completed check run; clicking it sends check_run.requested_action, which events.py
+# accepts only with this identifier and only from someone with write access (C-01).
+RERUN_BUTTON = {"label": "Re-run review", "description": "Review this head again", "identifier": RERUN_ACTION}
 SIZE_GATE_MARKER = "<!-- backend-review size-gate -->"
 BUDGET_MARKER = "<!-- backend-review budget -->"
 
@@ -332,6 +336,7 @@ class ReviewJobRunner:
                 title=draft.check_title or "backend-review",
                 summary=draft.check_summary or draft.body,
                 annotations=check_annotations(draft),
+                actions=[RERUN_BUTTON],
             )
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "+1")
