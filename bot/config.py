@@ -130,30 +130,34 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _message(msg: str) -> str:
+    # pydantic prefixes the text of a ValueError raised in a validator; the reader needs only the text
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
 def parse_repo_config(text: str | None) -> tuple[RepoConfig, list[str]]:
     """Parse the base-branch config file. Never raises: any problem yields the defaults plus problems."""
     if text is None:
         return RepoConfig(), []
     if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
-        return RepoConfig(), [f"{CONFIG_PATH} is larger than {MAX_CONFIG_BYTES // 1024} KB; using defaults"]
+        return RepoConfig(), [f"larger than {MAX_CONFIG_BYTES // 1024} KB; the defaults apply"]
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except (yaml.YAMLError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return RepoConfig(), [
-            f"{CONFIG_PATH} is not valid YAML ({_CONTROL.sub('?', first)[:120]}); using defaults"
-        ]
+        return RepoConfig(), [f"not valid YAML ({_CONTROL.sub('?', first)[:120]}); the defaults apply"]
     if data is None:
         return RepoConfig(), []
     if not isinstance(data, dict):
-        return RepoConfig(), [f"{CONFIG_PATH} must be a mapping of keys to values; using defaults"]
+        return RepoConfig(), ["must be a mapping of keys to values; the defaults apply"]
     try:
         schema = _Schema.model_validate(data)
     except ValidationError as exc:
         problems = [
-            f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False)
+            f"{_loc(e['loc'])}: {_message(e['msg'])}"
+            for e in exc.errors(include_url=False, include_input=False)
         ]
-        return RepoConfig(), [*problems, f"{CONFIG_PATH} was rejected; using defaults"]
+        return RepoConfig(), [*problems, "the file was rejected; the defaults apply"]
     return (
         RepoConfig(
             enabled=schema.enabled,

@@ -205,7 +205,7 @@ class ReviewJobRunner:
             if too_large is not None:
                 await _report_too_large(gw, job, check_id, too_large)
                 return "skipped: too large"
-        notes = [f"`{CONFIG_PATH}`: {p} (defaults used)" for p in problems]
+        notes = [f"`{CONFIG_PATH}`: {p}" for p in problems]
         provider = deps.provider_factory()
         installation = job.pr.installation_id or 0
         if provider is not None and not await deps.ledger.has_budget(

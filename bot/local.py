@@ -113,7 +113,7 @@ async def review_repository(
     config_text, _ = await _read_base_config(repo, base_sha, config_path)
     config, problems = parse_repo_config(config_text)
     for problem in problems:
-        print(f"backend-review: {config_path}: {problem} (using defaults)", file=sys.stderr)
+        print(f"backend-review: {config_path}: {problem}", file=sys.stderr)
     provider = provider_from_env(model, env)
     filters = PathFilters(include=tuple(include) or config.include, exclude=tuple(exclude) + config.exclude)
     inputs = ReviewInputs(

@@ -219,7 +219,7 @@ def test_invalid_base_config_is_reported_and_defaults_used(
     code, out, err = review(capsys, str(repo.path), "--base", "main", "--format", "json")
     assert code == 0
     assert paths_of(json.loads(out)) == {"migrations/002.sql", "app/users.py"}
-    assert "using defaults" in err
+    assert "the defaults apply" in err
 
 
 @pytest.mark.parametrize(
