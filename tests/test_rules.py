@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bot.models import Category, DiffLine, FileDiff, FileStatus, Hunk, Severity
+from bot.review import fingerprint
 from bot.rules import RULES, Rule, language_of, run_rules
 from tests.rules.util import changeset, file_diff, findings, hits, rule_ids
 
@@ -123,7 +124,7 @@ def test_finding_fields_come_from_the_rule_and_the_head_line() -> None:
     r = by_id[f.source]
     assert (f.path, f.line) == ("app/notify.py", 2)
     assert (f.severity, f.category, f.title, f.confidence) == (r.severity, r.category, r.title, r.confidence)
-    assert f.body == f"{r.message} {r.fix}"
+    assert f.body == f"{r.message} {r.fix_for('python')}"
     assert f.evidence == "    requests.get(url)"  # trailing whitespace only is stripped
     assert f.suggestion == "    requests.get(url, timeout=10)"
 
@@ -297,3 +298,135 @@ def test_p01_many_comment_lines_do_not_push_code_out_of_a_window() -> None:
     assert rule_ids("app/jobs.py", swallow) == {"py-swallowed-exception"}
     sql = "ALTER TABLE users ADD COLUMN tenant_id bigint\n" + "  -- padding\n" * 8 + "  NOT NULL;"
     assert rule_ids("migrations/004.sql", sql) == {"mig-not-null-no-default"}
+
+
+# Names that belong to one language's libraries: a fix naming another language's is the wrong fix.
+_FAMILY = {
+    "python": "python",
+    "javascript": "js",
+    "typescript": "js",
+    "go": "go",
+    "java": "java",
+    "ruby": "ruby",
+}
+_MARKERS = {
+    "python": (
+        "(Python)",
+        "PyJWT",
+        "hashlib",
+        "hmac.compare_digest",
+        "secrets.",
+        "os.environ",
+        "Django",
+        "Alembic",
+        "op.create_index",
+        "json.loads",
+        "ast.literal_eval",
+        "verify=",
+        "server_default",
+        "argon2-cffi",
+    ),
+    "js": (
+        "(Node)",
+        "jsonwebtoken",
+        "jwt.verify",
+        "crypto.",
+        "process.env",
+        "Knex",
+        "https.Agent",
+        "rejectUnauthorized",
+        "cors({",
+        "Buffer",
+    ),
+    "go": (
+        "(Go)",
+        "subtle.",
+        "crypto/rand",
+        "golang.org",
+        "InsecureSkipVerify",
+        "RootCAs",
+        "os.Getenv",
+        "jwt.Parse",
+        "[]string",
+        "slog.",
+    ),
+    "java": (
+        "(Java)",
+        "MessageDigest",
+        "JWT.require",
+        "PasswordEncoder",
+        "System.getenv",
+        "TrustManager",
+        "SSLContext",
+        "Algorithm.",
+    ),
+    "ruby": (
+        "(Ruby)",
+        "ActiveSupport",
+        "Rails",
+        "has_secure_password",
+        "ENV.fetch",
+        "add_index",
+        "disable_ddl_transaction",
+        "VERIFY_PEER",
+        "JWT.decode(token, key, true",
+    ),
+}
+
+
+def _foreign_markers(text: str, language: str | None) -> list[str]:
+    own = _FAMILY.get(language or "")
+    return [m for fam, marks in _MARKERS.items() if fam != own for m in marks if m in text]
+
+
+@pytest.mark.parametrize("r", [r for r in RULES if len(r.languages) > 1], ids=lambda r: r.id)
+def test_multi_language_rule_fix_names_only_the_findings_language(r: Rule) -> None:
+    # The generic fix is the fallback, so it names no language's API; per-language fixes cover every
+    # language the rule runs on, and each names only its own language's APIs.
+    assert _foreign_markers(r.fix, None) == [], f"{r.id}: generic fix lists languages; add fixes="
+    if r.fixes:
+        assert set(r.fixes) == r.languages
+    for lang in r.languages:
+        assert _foreign_markers(r.fix_for(lang), lang) == [], (r.id, lang)
+
+
+def test_fix_for_falls_back_to_the_generic_fix() -> None:
+    r = next(r for r in RULES if r.id == "timing-unsafe-compare")
+    assert r.fix_for("go") != r.fix_for("python") and r.fix_for(None) == r.fix == r.fix_for("sql")
+    assert r.fix_for("typescript") == r.fix_for("javascript")  # one entry serves both
+
+
+def test_python_jwt_finding_names_the_pyjwt_fix() -> None:
+    (f,) = findings("app/auth.py", 'claims = jwt.decode(token, options={"verify_signature": False})')
+    assert f.source == "jwt-unverified"
+    assert "jwt.decode(token, key, algorithms=[" in f.body
+    for other in ("jwt.verify", "jwt.Parse", "JWT.require", "(Go)", "(Java)", "(Node)", "JWT.decode"):
+        assert other not in f.body
+
+
+def test_go_timing_compare_finding_names_subtle_only() -> None:
+    (f,) = findings("svc/auth.go", "func ok(sig, expected string) bool {\n\treturn sig == expected\n}")
+    assert f.source == "timing-unsafe-compare"
+    assert "subtle.ConstantTimeCompare" in f.body
+    for other in ("hmac.compare_digest", "timingSafeEqual", "MessageDigest", "secure_compare", "(Python)"):
+        assert other not in f.body
+
+
+def test_migration_fix_follows_the_migration_flavour() -> None:
+    rails = findings("db/migrate/1_idx.rb", "add_index :orders, :user_id")
+    (sql,) = findings("migrations/002.sql", "CREATE INDEX idx ON orders(user_id);")
+    assert [f.source for f in rails] == ["mig-index-not-concurrent"]
+    assert "algorithm: :concurrently" in rails[0].body and "Alembic" not in rails[0].body
+    assert "CONCURRENTLY" in sql.body and "Alembic" not in sql.body and "algorithm:" not in sql.body
+
+
+def test_fingerprints_do_not_depend_on_the_fix_text() -> None:
+    # Pinned from the release before per-language fixes: open review threads must keep matching.
+    got = {(f.source, f.line): fingerprint(f) for f in findings("app/service.py", DEMO_SERVICE)}
+    assert got[("jwt-unverified", 25)] == "fc5a623bf57824f8"
+    assert got[("timing-unsafe-compare", 37)] == "37c1c83f644d8440"
+    (g,) = findings(
+        "svc/auth.go", "package a\nfunc ok(sig, expected string) bool {\n\treturn sig == expected\n}"
+    )
+    assert fingerprint(g) == "5a86263074ad6925"
+    assert fingerprint(dataclasses.replace(g, body="anything else")) == fingerprint(g)

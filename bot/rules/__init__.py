@@ -64,7 +64,7 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                         severity=r.severity,
                         category=r.category,
                         title=r.title,
-                        body=f"{r.message} {r.fix}",
+                        body=f"{r.message} {r.fix_for(language)}",
                         evidence=src.raw[i].rstrip(),
                         source=r.id,
                         confidence=r.confidence,

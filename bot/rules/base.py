@@ -14,9 +14,10 @@ from __future__ import annotations
 import bisect
 import copy
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from types import MappingProxyType
 
 from bot.models import Category, FileDiff, Severity
 from bot.rules.comments import strip_comments
@@ -30,8 +31,13 @@ class Rule:
     severity: Severity
     languages: frozenset[str]  # empty: any file, whatever its language
     message: str
-    fix: str
+    fix: str  # generic remedy: the fallback for a language without its own entry in ``fixes``
     confidence: float
+    # language -> the remedy in that language's own API, so a finding names the fix for the code at hand
+    fixes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def fix_for(self, language: str | None) -> str:
+        return self.fixes.get(language or "", self.fix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +67,13 @@ def rule(
     message: str,
     fix: str,
     confidence: float = 0.8,
+    fixes: Mapping[str, str] | None = None,
 ) -> Rule:
-    return Rule(id, title, category, severity, frozenset(languages), message, fix, confidence)
+    by_lang = dict(fixes or {})
+    if "javascript" in by_lang:
+        by_lang.setdefault("typescript", by_lang["javascript"])  # same libraries and APIs
+    langs = frozenset(languages)
+    return Rule(id, title, category, severity, langs, message, fix, confidence, MappingProxyType(by_lang))
 
 
 PY = frozenset({"python"})

@@ -240,6 +240,16 @@ CHECKS = (
             "Expand/contract: stop reading and writing it in one release, drop it in a later migration, and "
             "keep a backup of the data.",
             0.85,
+            fixes={
+                "sql": "Expand/contract: deploy code that no longer reads or writes it, then DROP it in a "
+                "later migration, after a backup.",
+                "python": "Expand/contract: remove it from the model first (Django: SeparateDatabaseAndState "
+                "keeps the column), then drop it in a later migration, after a backup.",
+                "ruby": "Expand/contract: add it to the model's self.ignored_columns and deploy, then "
+                "remove_column in a later migration, after a backup.",
+                "javascript": "Expand/contract: deploy code that no longer reads or writes it, then drop it "
+                "in a later migration, after a backup.",
+            },
         ),
         _drop,
         needles=("drop", "remove"),
@@ -257,6 +267,16 @@ CHECKS = (
             "Add the new column, write both, backfill, switch reads, then drop the old one in a later "
             "release.",
             0.85,
+            fixes={
+                "sql": "Don't rename in place: ADD the new column, write both, backfill with batched "
+                "UPDATEs, switch reads, then DROP the old one in a later release.",
+                "python": "Don't rename in place: add the new column (AddField / op.add_column), write both, "
+                "backfill, switch reads, then drop the old one in a later release.",
+                "ruby": "Don't rename in place: add_column the new one, write both, backfill, switch reads, "
+                "then ignore and remove_column the old one in a later release.",
+                "javascript": "Don't rename in place: add the new column, write both, backfill, switch "
+                "reads, then drop the old one in a later migration.",
+            },
         ),
         _rename,
         needles=("rename", "new_column_name"),
@@ -271,10 +291,18 @@ CHECKS = (
             MIGRATION_LANGS,
             "Adding a NOT NULL column with no default fails on a table that has rows, and inserts from the "
             "running release (which doesn't set it) fail too.",
-            "Add it nullable or with a DEFAULT (server_default=, default:, db_default=), backfill, "
-            "then add the "
-            "NOT NULL constraint in a later migration.",
+            "Add it nullable or with a database default, backfill, then add the NOT NULL constraint in a "
+            "later migration.",
             0.8,
+            fixes={
+                "sql": "Add it nullable or with a DEFAULT, backfill, then SET NOT NULL in a later migration.",
+                "python": "Add it nullable or with a database default (Alembic server_default=, Django 5 "
+                "db_default=), backfill, then make it NOT NULL in a later migration.",
+                "ruby": "Add it with default: (or nullable), backfill, then change_column_null in a later "
+                "migration.",
+                "javascript": "Add it nullable or with .defaultTo(value), backfill, then make it "
+                ".notNullable().alter() in a later migration.",
+            },
         ),
         _not_null,
         needles=("add", "notnullable"),
@@ -289,10 +317,17 @@ CHECKS = (
             MIGRATION_LANGS,
             "On PostgreSQL, CREATE INDEX takes a lock that blocks every write to the table for the whole "
             "build, minutes on a large table.",
-            "Build it with CREATE INDEX CONCURRENTLY outside a transaction (Alembic "
-            "postgresql_concurrently=True "
-            "in an autocommit_block; Rails algorithm: :concurrently with disable_ddl_transaction!).",
+            "Build it concurrently (CREATE INDEX CONCURRENTLY), outside a transaction.",
             0.7,
+            fixes={
+                "sql": "Use CREATE INDEX CONCURRENTLY, in a migration that does not run in a transaction.",
+                "python": "Alembic: op.create_index(..., postgresql_concurrently=True) inside "
+                "op.get_context().autocommit_block(); Django: AddIndexConcurrently with atomic = False.",
+                "ruby": "Use add_index ..., algorithm: :concurrently, with disable_ddl_transaction! in the "
+                "migration.",
+                "javascript": "Run CREATE INDEX CONCURRENTLY in a migration with its transaction off (Knex: "
+                "exports.config = { transaction: false }).",
+            },
         ),
         _index,
         needles=("index",),
@@ -308,9 +343,18 @@ CHECKS = (
             "PostgreSQL does not index the referencing column of a foreign key: joins on it, and "
             "every delete "
             "or key update in the parent table, scan the whole child table.",
-            "Add an index on the referencing column in the same migration (CREATE INDEX CONCURRENTLY "
-            "... (col)).",
+            "Add an index on the referencing column in the same migration.",
             0.7,
+            fixes={
+                "sql": "Index the referencing column in the same migration: CREATE INDEX ... ON child "
+                "(parent_id).",
+                "python": "Index the referencing column in the same migration: sa.Column(..., "
+                "sa.ForeignKey(...), index=True) or op.create_index(...).",
+                "ruby": "Index the referencing column: t.references :parent, foreign_key: true (indexed by "
+                "default) or add_index :children, :parent_id.",
+                "javascript": "Index the referencing column in the same migration, e.g. "
+                "table.index('parent_id') in Knex.",
+            },
         ),
         _fk_index,
         needles=("references", "foreign"),

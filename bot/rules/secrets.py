@@ -333,6 +333,18 @@ CHECKS = (
             "repository (and every clone, fork and CI log) has it, and rotating it needs a deploy.",
             "Read it from the environment or a secret manager, and rotate the value that was committed.",
             0.75,
+            fixes={
+                "python": 'Read it from the environment (os.environ["API_KEY"]) or a secret manager, and '
+                "rotate the value that was committed.",
+                "javascript": "Read it from the environment (process.env.API_KEY) or a secret manager, and "
+                "rotate the value that was committed.",
+                "go": 'Read it from the environment (os.Getenv("API_KEY")) or a secret manager, and rotate '
+                "the value that was committed.",
+                "java": 'Read it from the environment (System.getenv("API_KEY")) or injected configuration, '
+                "and rotate the value that was committed.",
+                "ruby": 'Read it from ENV.fetch("API_KEY") or Rails credentials, and rotate the value that '
+                "was committed.",
+            },
         ),
         _hardcoded,
         needles=("pass", "secret", "key", "token", "://"),
@@ -382,6 +394,17 @@ CHECKS = (
             "Log an identifier or a masked/hashed form instead (e.g. the last 4 characters), never "
             "the value.",
             0.75,
+            fixes={
+                "python": 'Log an identifier or a masked form instead, e.g. logger.info("token=...%s", '
+                "token[-4:]); never the value.",
+                "javascript": "Log an identifier or a masked form instead (token.slice(-4)), or have the "
+                "logger drop the field (pino's redact option); never the value.",
+                "go": "Log an identifier instead; give the secret a type whose LogValue() (slog.LogValuer) "
+                'returns slog.StringValue("REDACTED"), so it can never be logged in clear.',
+                "java": "Log an identifier or a masked form instead, and make the credential holder's "
+                "toString() return a mask, so it can never be logged in clear.",
+                "ruby": "Log an identifier or a masked form instead (token[-4..]); never the value.",
+            },
         ),
         _secret_in_log,
         needles=("log", "print", "puts", "console"),
@@ -395,10 +418,19 @@ CHECKS = (
             CODE,
             "== / != / equals() stop at the first differing byte, so response timing reveals how much of a "
             "signature, token or MAC an attacker has guessed right.",
-            "Compare in constant time: hmac.compare_digest (Python), crypto.timingSafeEqual (Node), "
-            "subtle.ConstantTimeCompare (Go), MessageDigest.isEqual (Java), "
-            "ActiveSupport::SecurityUtils.secure_compare (Ruby).",
+            "Compare secrets with a constant-time comparison function.",
             0.7,
+            fixes={
+                "python": "Compare in constant time: hmac.compare_digest(a, b).",
+                "javascript": "Compare in constant time: crypto.timingSafeEqual(Buffer.from(a), "
+                "Buffer.from(b)), after checking the lengths match (it throws otherwise).",
+                "go": "Compare in constant time: subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 "
+                "(crypto/subtle).",
+                "java": "Compare in constant time: MessageDigest.isEqual(a.getBytes(UTF_8), "
+                "b.getBytes(UTF_8)).",
+                "ruby": "Compare in constant time: ActiveSupport::SecurityUtils.secure_compare(a, b) "
+                "(Rack::Utils.secure_compare outside Rails).",
+            },
         ),
         _timing,
         needles=("==", "!=", "equal"),
@@ -412,9 +444,19 @@ CHECKS = (
             CODE,
             "MD5/SHA-family hashes are built to be fast: a leaked table of them is cracked at billions of "
             "guesses per second, and without a per-user salt identical passwords share a hash.",
-            "Use a password hashing function: argon2id, bcrypt or scrypt (e.g. argon2-cffi, bcrypt, "
-            "hashlib.scrypt, golang.org/x/crypto/bcrypt, BCryptPasswordEncoder, has_secure_password).",
+            "Use a password hashing function (argon2id, bcrypt or scrypt), which salts each password.",
             0.85,
+            fixes={
+                "python": "Use a password hash: argon2-cffi's PasswordHasher().hash(password) or "
+                "bcrypt.hashpw(password, bcrypt.gensalt()) (Django: make_password).",
+                "javascript": "Use a password hash: await argon2.hash(password) (argon2) or await "
+                "bcrypt.hash(password, 12) (bcrypt).",
+                "go": "Use golang.org/x/crypto/bcrypt: bcrypt.GenerateFromPassword([]byte(password), "
+                "bcrypt.DefaultCost), and bcrypt.CompareHashAndPassword to check.",
+                "java": "Use a password encoder: BCryptPasswordEncoder (or Argon2PasswordEncoder) from "
+                "Spring Security, with encode(password) and matches(raw, hash).",
+                "ruby": "Use bcrypt: has_secure_password in Rails, or BCrypt::Password.create(password).",
+            },
         ),
         _weak_hash,
         needles=("pass", "pwd"),
@@ -428,9 +470,16 @@ CHECKS = (
             PY | JS | GO,
             "random / Math.random / math/rand are predictable PRNGs: an attacker who sees a few outputs can "
             "predict the tokens, passwords or codes generated from them.",
-            "Use a CSPRNG: secrets.token_urlsafe / secrets.choice (Python), crypto.randomBytes / "
-            "crypto.randomUUID (Node), crypto/rand (Go).",
+            "Generate secrets with a cryptographically secure random generator.",
             0.8,
+            fixes={
+                "python": "Use the secrets module: secrets.token_urlsafe(32) for tokens, secrets.choice to "
+                "pick characters.",
+                "javascript": "Use the crypto module: crypto.randomBytes(32).toString('hex'), "
+                "crypto.randomUUID(), or crypto.randomInt for codes.",
+                "go": "Use crypto/rand instead of math/rand: rand.Read(buf) for tokens, "
+                "rand.Int(rand.Reader, max) for codes.",
+            },
         ),
         _insecure_random,
         needles=("random", "rand."),

@@ -245,10 +245,21 @@ CHECKS = (
             CODE,
             "The token's claims are read without checking the signature, so anyone can forge a token with "
             "any user id or role and it will be accepted.",
-            "Verify while decoding: jwt.decode(token, key, algorithms=[...]) (PyJWT), jwt.verify (Node), "
-            "jwt.Parse with a key func (Go), JWT.require(alg).build().verify (Java), JWT.decode(t, "
-            "key, true).",
+            "Verify the signature while decoding, with the expected key and algorithm.",
             0.85,
+            fixes={
+                "python": 'Verify while decoding: jwt.decode(token, key, algorithms=["HS256"]), without '
+                "verify_signature=False.",
+                "javascript": "Use jwt.verify(token, key, { algorithms: ['HS256'] }) instead of jwt.decode, "
+                "which never checks the signature.",
+                "go": 'Use jwt.Parse(tokenString, keyFunc, jwt.WithValidMethods([]string{"RS256"})) instead '
+                "of ParseUnverified, and read the claims only when it returns no error.",
+                "java": "Verify instead of decoding: "
+                "JWT.require(Algorithm.HMAC256(secret)).build().verify(token) returns the claims only for a "
+                "valid signature.",
+                "ruby": "Pass verify true with the key and algorithm: JWT.decode(token, key, true, "
+                '{ algorithm: "HS256" }).',
+            },
         ),
         _jwt_unverified,
         needles=("jwt", "parseunverified"),
@@ -278,6 +289,18 @@ CHECKS = (
             'Accepting alg "none" means unsigned tokens are valid: anyone can mint a token for any user.',
             'Remove "none" and allow only the algorithm you sign with (e.g. ["RS256"]).',
             0.9,
+            fixes={
+                "python": 'Remove "none" and pin the algorithm you sign with: jwt.decode(token, key, '
+                'algorithms=["RS256"]).',
+                "javascript": "Remove 'none' and pin the algorithm you sign with: jwt.verify(token, key, "
+                "{ algorithms: ['RS256'] }).",
+                "go": "Never use SigningMethodNone or UnsafeAllowNoneSignatureType; parse with "
+                'jwt.WithValidMethods([]string{"RS256"}).',
+                "java": "Replace Algorithm.none() with the algorithm you sign with, e.g. "
+                "JWT.require(Algorithm.RSA256(publicKey, null)).build().verify(token).",
+                "ruby": 'Remove "none" and pin the algorithm: JWT.decode(token, key, true, { algorithm: '
+                '"RS256" }).',
+            },
         ),
         _none_alg,
         needles=("none",),
@@ -294,6 +317,20 @@ CHECKS = (
             "List the trusted origins explicitly when credentials are allowed; never combine * or "
             "origin reflection with allow-credentials.",
             0.8,
+            fixes={
+                "python": 'List the trusted origins: allow_origins=["https://app.example.com"] '
+                "(Starlette/FastAPI), origins=[...] (flask-cors) or CORS_ALLOWED_ORIGINS "
+                "(django-cors-headers); never * with credentials.",
+                "javascript": "Pass the trusted origins: cors({ origin: ['https://app.example.com'], "
+                "credentials: true }); never origin: '*' or origin: true with credentials.",
+                "go": 'List the trusted origins: AllowedOrigins: []string{"https://app.example.com"} '
+                "(rs/cors) or AllowOrigins (gin-contrib/cors); never * or AllowAllOrigins with "
+                "AllowCredentials.",
+                "java": 'List the trusted origins: allowedOrigins("https://app.example.com") with '
+                "allowCredentials(true); never * or a catch-all allowedOriginPatterns.",
+                "ruby": "List the trusted origins in rack-cors: origins 'https://app.example.com' with "
+                "credentials: true; never origins '*'.",
+            },
         ),
         _cors,
         needles=("origin", "credentials", "cors("),
@@ -307,9 +344,14 @@ CHECKS = (
             PY | RUBY,
             "Debug mode serves stack traces, settings and (Werkzeug) an interactive console that runs "
             "arbitrary code to anyone who triggers an error.",
-            "Read debug from the environment and default it to off (e.g. DEBUG = os.environ.get(...) "
-            "== '1').",
+            "Read debug mode from the environment and default it to off in production.",
             0.75,
+            fixes={
+                "python": "Read debug from the environment and default it to off (e.g. DEBUG = "
+                "os.environ.get(...) == '1').",
+                "ruby": "Keep config.consider_all_requests_local = false in production.rb; detailed error "
+                "pages belong in development.rb only.",
+            },
         ),
         _debug,
         needles=("debug", "consider_all_requests_local"),
@@ -323,8 +365,21 @@ CHECKS = (
             CODE,
             "With certificate checks off, anyone on the network path can impersonate the server and read or "
             "alter the traffic, credentials included.",
-            "Keep verification on; for a private CA pass its bundle (verify='/path/ca.pem', ca:, RootCAs).",
+            "Keep certificate verification on; for a private CA, trust its certificate instead of turning "
+            "the check off.",
             0.85,
+            fixes={
+                "python": "Keep verification on; for a private CA pass its bundle: verify='/path/ca.pem' "
+                "(requests) or ssl.create_default_context(cafile='/path/ca.pem').",
+                "javascript": "Keep rejectUnauthorized on; for a private CA pass it: new https.Agent({ ca: "
+                "fs.readFileSync('ca.pem') }), or set NODE_EXTRA_CA_CERTS.",
+                "go": "Remove InsecureSkipVerify; for a private CA add it to an x509.CertPool and set "
+                "tls.Config{RootCAs: pool}.",
+                "java": "Keep the default TrustManager and HostnameVerifier; for a private CA load it into a "
+                "KeyStore and build the SSLContext from a TrustManagerFactory initialised with it.",
+                "ruby": "Keep verify_mode = OpenSSL::SSL::VERIFY_PEER; for a private CA set ca_file = "
+                "'/path/ca.pem'.",
+            },
         ),
         _tls,
         needles=("verify", "cert_none", "check_hostname", "rejectunauthorized", "tls_reject", "insecure"),
@@ -383,9 +438,16 @@ CHECKS = (
             Severity.CRITICAL,
             PY | JS | RUBY,
             "Evaluating request data as code lets the caller run anything the process can.",
-            "Parse the data instead (json.loads / JSON.parse / ast.literal_eval) or map inputs to allowed "
-            "operations.",
+            "Parse the data instead of evaluating it, or map inputs to an allow-list of operations.",
             0.85,
+            fixes={
+                "python": "Parse it instead: json.loads, or ast.literal_eval for Python literals; map "
+                "anything else to an allow-list of operations.",
+                "javascript": "Parse it with JSON.parse instead, and map other inputs to an allow-list of "
+                "functions; never eval or new Function.",
+                "ruby": "Parse it with JSON.parse instead, and dispatch other inputs through an allow-list "
+                "(a Hash of lambdas); never eval or instance_eval.",
+            },
         ),
         _eval,
         needles=("eval", "exec", "function"),
