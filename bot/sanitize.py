@@ -283,7 +283,10 @@ class _Inline:
         while i < n:
             c = s[i]
             prev_alnum = i > 0 and s[i - 1].isalnum()
-            if not prev_alnum and (m := _URL.match(s, i)) is not None and (url := _strip_trailing(m[0])):
+            # GitHub's autolinker rewinds from `://` over ASCII letters only: `1https://x` and `éhttps://x`
+            # are live links, so only a preceding ASCII letter (already tried with its run) skips the test
+            after_letter = prev_alnum and s[i - 1].isascii() and s[i - 1].isalpha()
+            if not after_letter and (m := _URL.match(s, i)) is not None and (url := _strip_trailing(m[0])):
                 out.append(self.url(url))
                 i += len(url)
                 continue
