@@ -121,12 +121,14 @@ def _anchor(f: Finding, head: Sequence[str], window: int) -> Finding | None:
         return None
     k = len(ev)
 
-    def distance(i: int) -> int:  # from the finding's line to the evidence span i+1..i+k
+    end = f.end_line if f.end_line is not None and f.end_line >= f.line else None
+    claimed_end = end or f.line
+
+    def distance(i: int) -> int:  # from the claimed range to the evidence span i+1..i+k
         lo, hi = i + 1, i + k
-        return 0 if lo <= f.line <= hi else min(abs(f.line - lo), abs(f.line - hi))
+        return 0 if lo <= claimed_end and f.line <= hi else min(abs(f.line - hi), abs(claimed_end - lo))
 
     best = min(starts, key=lambda i: (distance(i), i))
-    end = f.end_line if f.end_line is not None and f.end_line >= f.line else None
     if distance(best) == 0:
         line = f.line
     elif distance(best) <= window or len(starts) == 1:
@@ -138,7 +140,9 @@ def _anchor(f: Finding, head: Sequence[str], window: int) -> Finding | None:
         end = max(end or line, best + k)
     if end is not None and (end <= line or end > len(head)):
         end = None if end <= line else len(head)
-    return replace(f, line=line, end_line=end)
+    # a suggestion replaces exactly the lines it was written for: a range anchoring resized gets none
+    resized = (end or line) - line != claimed_end - f.line
+    return replace(f, line=line, end_line=end, suggestion=None if resized else f.suggestion)
 
 
 def verify_and_anchor(
