@@ -136,8 +136,13 @@ class ReviewQueue(Protocol):
 
 
 def semantic_key(job: ReviewJob) -> str:
-    """The W-04 idempotency key: installation, repo, PR, head SHA and trigger comment id."""
-    return f"{job.pr_key}@{job.head_sha}:{job.comment_id if job.comment_id is not None else '-'}"
+    """The W-04 idempotency key: installation, repo, PR, head SHA and what triggered it — the command
+    comment's id, else the clicked check run and the event, so that a draft marked ready or a "Re-run
+    review" click on an already reviewed head is new work, and only a redelivery repeats a key."""
+    if job.comment_id is not None:
+        return f"{job.pr_key}@{job.head_sha}:{job.comment_id}"
+    run = f":run{job.check_run_id}" if job.check_run_id is not None else ""
+    return f"{job.pr_key}@{job.head_sha}:-:{job.trigger}{run}"
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ReviewJob) if f.name != "pr")
