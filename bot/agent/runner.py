@@ -204,6 +204,7 @@ class _Stop(Exception):
 
 @dataclass
 class _State:
+    deadline: float = float("inf")  # time.monotonic() at which the review's time budget runs out
     turns: int = 0
     tool_calls: int = 0
     usage: Usage | None = None
@@ -228,7 +229,7 @@ async def run_agent(
     on_progress: Callable[[str], None] | None = None,
 ) -> AgentResult:
     started = time.monotonic()
-    state = _State()
+    state = _State(deadline=started + budgets.max_seconds)
     progress = on_progress or (lambda _line: None)
     granted = defn.granted & READ_ONLY_TOOLS
     specs = tuple(ToolDef(s.name, s.description, s.input_schema) for s in tools.specs() if s.name in granted)
@@ -422,8 +423,16 @@ async def _run_tool(
         return ToolOutput(call.id, f"unknown tool {name!r}: the only tools are {offered}", True)
     if call.arguments is None:
         return ToolOutput(call.id, "invalid arguments: expected a JSON object", True)
+    remaining = state.deadline - time.monotonic()
+    if remaining <= 0:
+        return ToolOutput(call.id, "time budget exhausted: submit your review now", True)
     progress(f"tool {name} {_first_arg(call.arguments)}")
-    result = await tools.call(call.name, call.arguments)
+    try:
+        # the review's wall-time budget covers tool calls too, not only model calls (P-08)
+        async with asyncio.timeout(remaining):
+            result = await tools.call(call.name, call.arguments)
+    except TimeoutError:
+        return ToolOutput(call.id, "tool stopped: the time budget ran out; submit your review now", True)
     text = result.text
     if len(text) > budgets.max_tool_result_chars:
         text = text[: budgets.max_tool_result_chars] + "\n[truncated]"
