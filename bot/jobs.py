@@ -235,7 +235,7 @@ class ReviewJobRunner:
         if agent is not None and agent.usage is not None:
             await deps.ledger.add(installation, agent.usage.input_tokens + agent.usage.output_tokens)
         try:
-            return await self._publish(job, check_id, outcome)
+            return await self._publish(claimed, job, check_id, outcome)
         except Superseded:
             raise  # _publish closed the check run as superseded itself
         except BaseException as exc:
@@ -307,8 +307,12 @@ class ReviewJobRunner:
         except Exception as report_exc:
             log.warning("could not close the check run", error=type(report_exc).__name__)
 
-    async def _publish(self, job: ReviewJob, check_id: int, outcome: ReviewOutcome) -> str:
+    async def _publish(
+        self, claimed: ClaimedJob, job: ReviewJob, check_id: int, outcome: ReviewOutcome
+    ) -> str:
         draft = outcome.draft
+        # W-04: the job's own marker lets a retry see that its review went out before a later step failed
+        job_marker = f"<!-- backend-review job={claimed.id} -->"
         async with self.deps.github.installation_session(job, write=True) as gw:
             live = await gw.get_pull(job.pr)
             if live.head_sha != job.head_sha:
@@ -326,7 +330,11 @@ class ReviewJobRunner:
                 wants_review = True
             review_id = None
             if wants_review:
-                review_id = await gw.post_review(job.pr, draft)
+                if claimed.attempt > 1:
+                    review_id = await _own_review(gw, job, job_marker)
+                if review_id is None:
+                    marked = dataclasses.replace(draft, body=f"{draft.body}\n\n{job_marker}")
+                    review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
             await gw.complete_check_run(
@@ -348,6 +356,19 @@ class ReviewJobRunner:
             conclusion=outcome.conclusion,
         )
         return f"posted review {review_id} with {len(draft.comments)} inline comments"
+
+
+async def _own_review(gw: GitHubClient, job: ReviewJob, job_marker: str) -> int | None:
+    """The review an earlier attempt of this job already posted on this head, if any."""
+    for review in await gw.list_reviews(job.pr):
+        user = review.get("user") or {}
+        if (
+            user.get("type") == "Bot"
+            and review.get("commit_id") == job.head_sha
+            and job_marker in str(review.get("body") or "")
+        ):
+            return int(review["id"])
+    return None
 
 
 async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: str) -> None:
