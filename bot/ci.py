@@ -49,6 +49,7 @@ from bot.workflow_commands import annotation, escape_data, fenced
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
 MAX_SUMMARY_BYTES = 1024 * 1024  # the runner rejects a larger step summary
 MAX_LOG_ANNOTATIONS = 50  # the runner shows at most 10 errors/10 warnings per step anyway
+CI_BOT_LOGIN = "github-actions[bot]"
 MODEL_SKIPPED = "model skipped: no API key (fork PR?)"
 FETCH_DEPTH = 50
 _MAX_DEPTH = 20_000
@@ -235,9 +236,9 @@ async def ensure_commits(repo: Path, source: GitSource | None, head: str, base: 
 
 async def _bot_fingerprints(gh: GitHubClient, pr: PullRequestRef) -> frozenset[str]:
     found: set[str] = set()
-    for body in await gh.list_review_comment_bodies(pr, bots_only=True):
+    for body in await gh.list_review_comment_bodies(pr, ours_only=True):
         found |= parse_markers(body)
-    for body in await gh.list_review_bodies(pr, bots_only=True):
+    for body in await gh.list_review_bodies(pr, ours_only=True):
         found |= parse_markers(body)
     return frozenset(found)
 
@@ -348,7 +349,8 @@ async def _run(
         gh: GitHubClient | None = None
         if token:
             github = await stack.enter_async_context(_github(env, token))
-            gh = GitHubClient(github, token=token, bound=pr, installation_id=0)
+            # reviews posted with the workflow's GITHUB_TOKEN carry this login
+            gh = GitHubClient(github, token=token, bound=pr, installation_id=0, author=CI_BOT_LOGIN)
         if (
             gh is not None
             and commenter is not None

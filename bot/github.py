@@ -251,12 +251,27 @@ class GitHubClient:
         bound: PullRequestRef,
         installation_id: int,
         pacer: WritePacer | None = None,
+        author: str | None = None,
     ) -> None:
         self._gh = gh
         self._token = token
         self._bound = bound
         self._installation_id = installation_id
         self._pacer = pacer or WritePacer(0.0)
+        self.author = author
+        """The login this identity posts as (``<app-slug>[bot]``; ``github-actions[bot]`` in CI)."""
+
+    def _only(self, ours_only: bool) -> str | None:
+        if not ours_only:
+            return None
+        if self.author is None:
+            raise ValueError("this client does not know the login it posts as")
+        return self.author
+
+    def is_ours(self, item: Mapping[str, Any]) -> bool:
+        """Whether a review or comment was written by this identity (never merely by some bot)."""
+        login = str((item.get("user") or {}).get("login") or "")
+        return self.author is not None and login.lower() == self.author.lower()
 
     @property
     def token(self) -> str:
@@ -327,23 +342,23 @@ class GitHubClient:
             return None
         return base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
 
-    async def list_review_comment_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
+    async def list_review_comment_bodies(self, pr: PullRequestRef, *, ours_only: bool = False) -> list[str]:
         items = await self._paginate(
             f"{self._repo_path(pr)}/pulls/{pr.number}/comments", "list review comments"
         )
-        return _bodies(items, bots_only)
+        return _bodies(items, self._only(ours_only))
 
     async def list_reviews(self, pr: PullRequestRef) -> list[dict[str, Any]]:
         return await self._paginate(f"{self._repo_path(pr)}/pulls/{pr.number}/reviews", "list reviews")
 
-    async def list_review_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
-        return _bodies(await self.list_reviews(pr), bots_only)
+    async def list_review_bodies(self, pr: PullRequestRef, *, ours_only: bool = False) -> list[str]:
+        return _bodies(await self.list_reviews(pr), self._only(ours_only))
 
-    async def list_issue_comment_bodies(self, pr: PullRequestRef, *, bots_only: bool = False) -> list[str]:
+    async def list_issue_comment_bodies(self, pr: PullRequestRef, *, ours_only: bool = False) -> list[str]:
         items = await self._paginate(
             f"{self._repo_path(pr)}/issues/{pr.number}/comments", "list issue comments"
         )
-        return _bodies(items, bots_only)
+        return _bodies(items, self._only(ours_only))
 
     async def get_permission(self, pr: PullRequestRef, login: str) -> str | None:
         """``admin``/``write``/``read``/``none``, or None when GitHub could not say: callers deny (C-01)."""
@@ -408,7 +423,7 @@ class GitHubClient:
             "GET",
             f"{self._repo_path(pr)}/commits/{head_sha}/check-runs",
             "list check runs",
-            params={"check_name": name, "per_page": 100},
+            params={"check_name": name, "filter": "all", "per_page": 100},
         )
         for run in resp.json().get("check_runs") or []:
             if run.get("external_id") == external_id and run.get("status") != "completed":
@@ -508,7 +523,7 @@ class GitHubClient:
         markers = set(_MARKER.findall(draft.body))
         for review in await self.list_reviews(pr):
             body = str(review.get("body") or "")
-            if review.get("commit_id") != draft.head_sha or (review.get("user") or {}).get("type") != "Bot":
+            if review.get("commit_id") != draft.head_sha or not self.is_ours(review):
                 continue
             found = set(_MARKER.findall(body))
             if (markers and markers <= found) or (not markers and body.startswith(draft.body[:MAX_BODY])):
@@ -516,14 +531,15 @@ class GitHubClient:
         return None
 
 
-def _bodies(items: Sequence[Any], bots_only: bool) -> list[str]:
-    """Comment bodies; with ``bots_only`` just those written by an App (type Bot): a person could
-    otherwise paste our fingerprint markers to silence findings or fake a gate notice."""
+def _bodies(items: Sequence[Any], author: str | None) -> list[str]:
+    """Comment bodies; with ``author``, only those that login wrote. Any other account, bots
+    included (github-actions, other Apps), could paste our markers to silence findings."""
     out = []
     for item in items:
         if not isinstance(item, Mapping):
             continue
-        if bots_only and (item.get("user") or {}).get("type") != "Bot":
+        login = str((item.get("user") or {}).get("login") or "")
+        if author is not None and login.lower() != author.lower():
             continue
         out.append(str(item.get("body") or ""))
     return out
@@ -578,6 +594,7 @@ class GitHubApp:
         self._transport = transport
         self._timeout = timeout
         self._pacer = WritePacer(write_interval)
+        self._bot_login: str | None = None
         auth = (
             AppAuthStrategy(app_id=app_id, private_key=private_key)
             if app_id is not None
@@ -643,6 +660,7 @@ class GitHubApp:
 
         ``target`` lets a caller state which repository it means to touch; it must be the job's own
         (K-05). ``write=True`` is for the publish step only (K-02)."""
+        author = await self.bot_login()
         token = await self._mint(job, target or job.pr, write)
         gh = self._github(TokenAuthStrategy(token))
         try:
@@ -653,9 +671,20 @@ class GitHubApp:
                     bound=job.pr,
                     installation_id=int(job.pr.installation_id or 0),
                     pacer=self._pacer,
+                    author=author,
                 )
         finally:
             await self._revoke(token)
+
+    async def bot_login(self) -> str:
+        """``<app-slug>[bot]``, the login this App's reviews and comments carry (asked once, JWT)."""
+        if self._bot_login is None:
+            try:
+                resp = await self._app_gh.arequest("GET", "/app")
+            except GitHubException as e:
+                raise map_error(e, "get app") from None
+            self._bot_login = f"{resp.json()['slug']}[bot]"
+        return self._bot_login
 
     async def _revoke(self, token: str) -> None:
         gh = self._github(TokenAuthStrategy(token))

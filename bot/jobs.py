@@ -88,9 +88,9 @@ async def _bot_fingerprints(gh: GitHubClient, job: ReviewJob) -> frozenset[str]:
     """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
     could otherwise paste markers to silence findings)."""
     found: set[str] = set()
-    for body in await gh.list_review_comment_bodies(job.pr, bots_only=True):
+    for body in await gh.list_review_comment_bodies(job.pr, ours_only=True):
         found |= parse_markers(body)
-    for body in await gh.list_review_bodies(job.pr, bots_only=True):
+    for body in await gh.list_review_bodies(job.pr, ours_only=True):
         found |= parse_markers(body)
     return frozenset(found)
 
@@ -361,9 +361,8 @@ class ReviewJobRunner:
 async def _own_review(gw: GitHubClient, job: ReviewJob, job_marker: str) -> int | None:
     """The review an earlier attempt of this job already posted on this head, if any."""
     for review in await gw.list_reviews(job.pr):
-        user = review.get("user") or {}
         if (
-            user.get("type") == "Bot"
+            gw.is_ours(review)
             and review.get("commit_id") == job.head_sha
             and job_marker in str(review.get("body") or "")
         ):
@@ -373,7 +372,7 @@ async def _own_review(gw: GitHubClient, job: ReviewJob, job_marker: str) -> int 
 
 async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: str) -> None:
     """D-01: one comment per PR (found again by its marker), a neutral check, zero model tokens."""
-    bodies = await gw.list_issue_comment_bodies(job.pr, bots_only=True)
+    bodies = await gw.list_issue_comment_bodies(job.pr, ours_only=True)
     if not any(SIZE_GATE_MARKER in b for b in bodies):
         await gw.post_issue_comment(job.pr, f"{text}\n\n{SIZE_GATE_MARKER}")
     await gw.complete_check_run(

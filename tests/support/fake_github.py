@@ -444,6 +444,13 @@ class FakeGitHub:
     def bot_login(self) -> str:
         return f"{self.app_slug}[bot]"
 
+    def _poster(self, ctx: _Ctx) -> str:
+        """Who GitHub shows as the author: a workflow's GITHUB_TOKEN posts as github-actions[bot]."""
+        token = ctx.token
+        if token is not None and token.body.get("workflow"):
+            return "github-actions[bot]"
+        return self.bot_login
+
     # ------------------------------------------------------------------ state builders
 
     def next_id(self) -> int:
@@ -1397,7 +1404,7 @@ class FakeGitHub:
                 states[event],
                 commit,
                 comments,
-                self.bot_login,
+                self._poster(ctx),
             )
             self.reviews.append(review)
             for c in comments:
@@ -1415,7 +1422,7 @@ class FakeGitHub:
                         c.get("start_line"),
                         c.get("start_side", c.get("side", "RIGHT")) if c.get("start_line") else None,
                         "line",
-                        self.bot_login,
+                        self._poster(ctx),
                     )
                 )
         return _json(200, self._review_json(review))
@@ -1470,7 +1477,7 @@ class FakeGitHub:
             c.get("start_line"),
             c.get("start_side"),
             subject,
-            self.bot_login,
+            self._poster(ctx),
             reply_to,
         )
         with self.lock:
@@ -1507,7 +1514,7 @@ class FakeGitHub:
         if not isinstance(body, str) or not body:
             raise HTTPError(422, "Unprocessable Entity", ["Body is required"])
         c = FakeIssueComment(
-            self.next_id(), repo.full_name, int(m["n"]), body, self.bot_login, "Bot", posted_by_app=True
+            self.next_id(), repo.full_name, int(m["n"]), body, self._poster(ctx), "Bot", posted_by_app=True
         )
         with self.lock:
             self.issue_comments[c.id] = c
@@ -1519,20 +1526,21 @@ class FakeGitHub:
         content = ctx.json.get("content") if isinstance(ctx.json, dict) else None
         if content not in REACTIONS:
             raise HTTPError(422, "Unprocessable Entity", [f"Invalid content {content!r}"])
+        poster = self._poster(ctx)
         with self.lock:
             existing = next(
                 (
                     r
                     for r in self.reactions
-                    if r.comment_id == comment.id and r.content == content and r.user_login == self.bot_login
+                    if r.comment_id == comment.id and r.content == content and r.user_login == poster
                 ),
                 None,
             )
             if existing is not None:
-                return _json(200, {"id": existing.id, "content": content, "user": {"login": self.bot_login}})
-            reaction = FakeReaction(self.next_id(), repo.full_name, comment.id, content, self.bot_login)
+                return _json(200, {"id": existing.id, "content": content, "user": {"login": poster}})
+            reaction = FakeReaction(self.next_id(), repo.full_name, comment.id, content, poster)
             self.reactions.append(reaction)
-        return _json(201, {"id": reaction.id, "content": content, "user": {"login": self.bot_login}})
+        return _json(201, {"id": reaction.id, "content": content, "user": {"login": poster}})
 
     # ------------------------------------------------------------------ check runs
 
