@@ -253,7 +253,14 @@ class ReviewJobRunner:
         provider: Provider | None,
     ) -> ReviewOutcome:
         deps = self.deps
-        incremental = job.trigger == "synchronize" and not job.full and job.before_sha is not None
+        # a gated repository (fail_on) needs every finding that still stands for its conclusion, so each
+        # push gets a full review there; fingerprints still keep earlier comments from being repeated
+        incremental = (
+            job.trigger == "synchronize"
+            and not job.full
+            and job.before_sha is not None
+            and config.fail_on is None
+        )
         option = job.extra.get("option", "")
         focus = config.focus
         if option.startswith("focus="):  # validated against the category list by events.parse_command

@@ -234,6 +234,8 @@ class ReviewDraft:
     dropped: int = 0  # findings whose evidence was nowhere in the head, or were unplaceable
     check_title: str = ""
     check_summary: str = ""
+    # decided by code from every verified finding, including ones posted by an earlier review (O-08)
+    conclusion: Literal["neutral", "failure", "success"] = "neutral"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from bot.diff import PathFilters, budget_prompt, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
-from bot.review import ReviewContext, build_review, conclusion
+from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
 
 log = get_logger(__name__)
@@ -56,7 +56,10 @@ class ReviewOutcome:
     changeset: Changeset
     agent: AgentResult | None
     rule_findings: tuple[Finding, ...]
-    conclusion: str
+
+    @property
+    def conclusion(self) -> str:
+        return self.draft.conclusion
 
 
 def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
@@ -173,7 +176,6 @@ async def review_workspace(
         already_posted=inputs.already_posted,
     )
     draft = build_review(findings, changeset, head_reader(ws.path), ctx)
-    verdict = conclusion([r.finding for r in draft.findings], inputs.fail_on)
     log.info(
         "review assembled",
         files=len(changeset.files),
@@ -182,7 +184,7 @@ async def review_workspace(
         dropped=draft.dropped,
         agent=agent_result.status if agent_result else "off",
     )
-    return ReviewOutcome(draft, changeset, agent_result, rule_findings, verdict)
+    return ReviewOutcome(draft, changeset, agent_result, rule_findings)
 
 
 def _in_focus(finding: Finding, focus: tuple[Category, ...]) -> bool:

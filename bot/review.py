@@ -441,7 +441,11 @@ def build_review(
         )
         for f in verified
     ]
-    candidates = [c for c in _merge(cleaned) if not set(c.fps) & ctx.already_posted]
+    merged = _merge(cleaned)
+    # the gate sees every finding that still stands, also those an earlier review already posted
+    verdict = conclusion([c.finding for c in merged], ctx.fail_on)
+    still_open = sum(1 for c in merged if set(c.fps) & ctx.already_posted)
+    candidates = [c for c in merged if not set(c.fps) & ctx.already_posted]
     candidates.sort(key=lambda c: _rank_key(c.finding))
 
     comments: list[InlineComment] = []
@@ -473,6 +477,10 @@ def build_review(
     else:
         body, summary = _full_body(candidates, placements, ctx, title)
     ranked = tuple(RankedFinding(c.finding, c.fps[0], p) for c, p in zip(candidates, placements, strict=True))
+    if still_open:
+        summary += (
+            f"\n\n{_plural(still_open, 'finding')} from earlier reviews of this pull request still apply."
+        )
     return ReviewDraft(
         head_sha=ctx.head_sha,
         body=body,
@@ -482,6 +490,7 @@ def build_review(
         dropped=dropped,
         check_title=title,
         check_summary=summary,
+        conclusion=verdict,
     )
 
 
