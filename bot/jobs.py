@@ -13,6 +13,7 @@ Order of work (each step refuses early, before money is spent):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -299,6 +300,9 @@ class ReviewJobRunner:
         self, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
     ) -> None:
         """Never leave a check spinning: close it, saying whether the job will be retried."""
+        if isinstance(exc, asyncio.CancelledError):
+            # shutdown or a lost lease: the job is claimed again and that attempt takes this run over
+            return
         retrying = isinstance(exc, Retryable) and claimed.attempt < self.deps.limits.max_attempts
         if isinstance(exc, Superseded):
             conclusion, title = "skipped", "Superseded by a newer push"
