@@ -82,7 +82,10 @@ def job(
     comment: int | None = None,
     installation: int = 7,
     full: bool = False,
+    sender: str | None = None,
 ) -> ReviewJob:
+    if sender is None and trigger in ("command", "rerequested"):
+        sender = "alice"  # every command and re-run has one
     return ReviewJob(
         pr=PullRequestRef("octo", "app", number, installation_id=installation, repo_id=99),
         head_sha=(sha * 40)[:40],
@@ -90,6 +93,7 @@ def job(
         delivery_id=delivery or str(uuid.uuid4()),
         comment_id=comment,
         full=full,
+        sender=sender,
     )
 
 
@@ -282,9 +286,9 @@ def test_c07_fifty_commands_are_one_run_plus_at_most_one_queued(store: Opener) -
 def test_c07_coalesced_full_command_widens_the_pending_run(store: Opener) -> None:
     async def body(open_: Opener) -> None:
         q = open_()
-        await q.enqueue(job(sha="a"))
-        merged = await q.enqueue(job(sha="a", trigger="command", comment=9, full=True))
-        assert merged.outcome is EnqueueOutcome.COALESCED
+        first = await q.enqueue(job(sha="", trigger="command", comment=8))
+        merged = await q.enqueue(job(sha="", trigger="command", comment=9, full=True))
+        assert merged.outcome is EnqueueOutcome.COALESCED and merged.job_id == first.job_id
         claimed = await q.claim("w", LEASE)
         assert claimed is not None and claimed.job.full and claimed.id == merged.job_id
 
@@ -312,7 +316,8 @@ def test_d03_push_storm_is_debounced_and_superseded_jobs_never_run(store: Opener
         task = asyncio.create_task(worker())
         shas = "abcdefghijklmnopqrst"
         for sha in shas:  # 20 synchronize events, each a new head, within the debounce window
-            await q.enqueue(job(sha=sha, trigger="synchronize"), delay_seconds=0.25)
+            # the window runs from the first push, so it must outlast the whole storm
+            await q.enqueue(job(sha=sha, trigger="synchronize"), delay_seconds=1.0)
             live = await states(q)
             assert live.count(JobState.RUNNING) <= 1 and live.count(JobState.PENDING) <= 1
             await asyncio.sleep(0.01)
@@ -322,6 +327,125 @@ def test_d03_push_storm_is_debounced_and_superseded_jobs_never_run(store: Opener
         records = await q.jobs()
         assert [r.state for r in records].count(JobState.SUPERSEDED) == 19
         assert all(r.attempts == 0 for r in records if r.state is JobState.SUPERSEDED)
+
+    run(store, body)
+
+
+def test_c01_non_writer_command_does_not_supersede_the_pending_push_review(store: Opener) -> None:
+    """Commands are queued before their sender's permission is checked: one from a user without write
+    access must neither replace the PR's pending automatic review nor absorb a maintainer's command."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        push = await q.enqueue(job(sha="a"), delay_seconds=0.2)
+        anyone = await q.enqueue(job(sha="", trigger="command", comment=1, sender="mallory"))
+        assert anyone.outcome is EnqueueOutcome.ACCEPTED and anyone.job_id != push.job_id
+        maintainer = await q.enqueue(job(sha="", trigger="command", comment=2, sender="alice"))
+        assert maintainer.outcome is EnqueueOutcome.ACCEPTED
+        assert maintainer.job_id not in (push.job_id, anyone.job_id)
+        assert await states(q) == [JobState.PENDING] * 3
+        # mallory's lane: mallory's next command coalesces there, alice's job is untouched
+        again = await q.enqueue(job(sha="", trigger="command", comment=3, sender="mallory", full=True))
+        assert again.outcome is EnqueueOutcome.COALESCED and again.job_id == anyone.job_id
+        ran: list[str] = []
+        while len(ran) < 3:
+            got = await q.claim("w", LEASE)
+            if got is None:
+                await asyncio.sleep(0.05)
+                continue
+            ran.append(str(got.id))
+            await q.complete(
+                got, "skipped: mallory lacks write permission" if got.id == anyone.job_id else "ok"
+            )
+        assert sorted(ran) == sorted(str(r.job_id) for r in (push, anyone, maintainer))
+        assert JobState.SUPERSEDED not in await states(q)
+
+    run(store, body)
+
+
+def test_c06_push_does_not_supersede_a_pending_command(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        command = await q.enqueue(job(sha="", trigger="command", comment=1))
+        first = await q.enqueue(job(sha="a"), delay_seconds=LEASE)
+        assert first.outcome is EnqueueOutcome.ACCEPTED
+        second = await q.enqueue(job(sha="b"), delay_seconds=LEASE)
+        assert second.outcome is EnqueueOutcome.REPLACED  # pushes still replace each other ...
+        records = {r.id: r.state for r in await q.jobs()}
+        assert records == {
+            command.job_id: JobState.PENDING,  # ... but not the maintainer's command
+            first.job_id: JobState.SUPERSEDED,
+            second.job_id: JobState.PENDING,
+        }
+        got = await q.claim("w", LEASE)
+        assert got is not None and got.id == command.job_id
+
+    run(store, body)
+
+
+def test_c07_commands_coalesce_per_sender(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        flood = [job(sha="", trigger="command", comment=i, sender=("alice", "bob")[i % 2]) for i in range(50)]
+        results = await asyncio.gather(*(q.enqueue(j) for j in flood))
+        outcomes = [r.outcome for r in results]
+        assert outcomes.count(EnqueueOutcome.ACCEPTED) == 2 and outcomes.count(EnqueueOutcome.COALESCED) == 48
+        by_sender = {r.job.sender: r.id for r in await q.jobs()}
+        assert set(by_sender) == {"alice", "bob"}
+        for j, r in zip(flood, results, strict=True):
+            assert r.job_id == by_sender[j.sender]  # never merged into another sender's command
+
+    run(store, body)
+
+
+def test_one_running_per_pr_across_lanes(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(1, "a"))
+        await q.enqueue(job(1, "", trigger="command", comment=1))
+        await q.enqueue(job(1, "", trigger="command", comment=2, sender="bob"))
+        seen: set[str] = set()
+        for _ in range(3):
+            got = await q.claim("w", LEASE)
+            assert got is not None and got.id not in seen
+            seen.add(got.id)
+            assert await q.claim("w2", LEASE) is None  # the other lanes of PR 1 wait
+            await q.complete(got, "posted")
+        assert await q.claim("w", LEASE) is None
+        assert await states(q) == [JobState.DONE] * 3
+
+    run(store, body)
+
+
+def test_retry_does_not_yield_to_another_lane(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        push = await q.enqueue(job(sha="a"))
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None and claimed.id == push.job_id
+        await q.enqueue(job(sha="", trigger="command", comment=1, sender="mallory"))
+        await q.retry(claimed, "model 503", 0)
+        assert await states(q) == [JobState.PENDING, JobState.PENDING]  # the review is retried, not lost
+
+    run(store, body)
+
+
+def test_d03_debounce_window_runs_from_the_first_push(store: Opener) -> None:
+    """A replacement keeps the earlier run_after: a PR pushed more often than the delay is still reviewed."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        first = await q.enqueue(job(sha="a"), delay_seconds=0.6)
+        for sha in "bc":
+            await asyncio.sleep(0.25)
+            assert (await q.enqueue(job(sha=sha), delay_seconds=0.6)).outcome is EnqueueOutcome.REPLACED
+        records = await q.jobs()
+        assert records[-1].run_after == records[0].run_after  # not restarted by b and c
+        assert records[0].run_after - records[0].created_at == pytest.approx(0.6)
+        remaining = records[0].run_after - time.time()
+        await asyncio.sleep(max(0.0, remaining) + 0.05)
+        got = await q.claim("w", LEASE)
+        assert got is not None and got.job.head_sha == "c" * 40 and got.id != first.job_id
 
     run(store, body)
 

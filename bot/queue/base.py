@@ -1,31 +1,49 @@
 """The ReviewQueue contract every backend (SQLite embedded, Postgres scale-out) implements.
 
 Semantics (DESIGN.md "Queue semantics"): at-least-once. A delivery id is accepted once. Per pull
-request (``ReviewJob.pr_key``) at most one job running and at most one pending; enqueueing a newer
-head replaces the pending job. A claimed job holds a lease; a worker that dies loses its lease and
-the job is claimed again. Failed attempts back off exponentially, honouring ``retry_after``; after
-``max_attempts`` the job is dead and its failure is reported.
+request (``ReviewJob.pr_key``) at most one job RUNNING, whatever its lane. Pending jobs wait in
+LANES (:func:`lane`), at most one pending job per (PR, lane):
+
+- ``auto``: everything GitHub triggers by itself (opened, reopened, ready_for_review, synchronize);
+- ``command:<sender>``: ``/backend-review`` commands and "Re-run review" clicks (``trigger`` in
+  :data:`COMMAND_TRIGGERS`), one lane per sender login.
+
+Why lanes: commands are queued BEFORE their sender's live permission is checked (the worker does that,
+C-01), so whoever can comment can queue one. Sharing one pending slot let a user without write access
+supersede the PR's pending automatic review (the worker then denies the command: nothing is reviewed),
+or swallow a maintainer's command; and a push superseded a maintainer's pending command (on a fork PR
+that is the opt-in, C-06). Replacement and coalescing therefore happen only inside a lane, and a
+command lane holds one sender's commands only. C-07 still holds per sender: a flood of commands from
+one user is one run plus at most one queued.
+
+A claimed job holds a lease; a worker that dies loses its lease and the job is claimed again. Failed
+attempts back off exponentially, honouring ``retry_after``; after ``max_attempts`` the job is dead and
+its failure is reported.
 
 The rules, in the order ``enqueue`` applies them (one transaction):
 
 1. The ``X-GitHub-Delivery`` id was recorded before → ``DUPLICATE_DELIVERY`` (W-04). Ids are recorded
    only when the call queues work (``ACCEPTED``/``REPLACED``/``COALESCED``), in the same transaction,
    and kept for :data:`DELIVERY_RETENTION_SECONDS` (``prune``).
-2. A job with the same :func:`semantic_key` (installation, repo, PR, head SHA, trigger comment id) is
-   pending, running or done → ``DUPLICATE_KEY``; it failed for good → ``DEAD_LETTERED`` (D-05: a
-   redelivery never re-queues a job that exhausted its attempts).
-3. The PR has a pending job for the same head → ``COALESCED`` into it (C-07: a flood of commands is
-   one run plus at most one queued; ``full=True`` is merged in).
-4. The PR has a pending job for another head → that job becomes ``SUPERSEDED`` and the new one takes
-   its place in line (``REPLACED``); ``delay_seconds`` restarts, so a push storm is debounced (D-03).
-5. Otherwise → ``ACCEPTED``.
+2. A job with the same :func:`semantic_key` (installation, repo, PR, head SHA and the trigger: the
+   command comment's id, else the event and the clicked check run) is pending, running or done →
+   ``DUPLICATE_KEY``; it failed for good → ``DEAD_LETTERED`` (D-05: a redelivery never re-queues a job
+   that exhausted its attempts).
+3. The job's lane of that PR has a pending job for the same head → ``COALESCED`` into it (C-07: a
+   flood of commands is one run plus at most one queued; ``full=True`` is merged in).
+4. The job's lane of that PR has a pending job for another head → that job becomes ``SUPERSEDED`` and
+   the new one takes its place in line (``REPLACED``). It becomes runnable at the EARLIER of the
+   replaced job's ``run_after`` and now + ``delay_seconds``: a push storm is debounced into its newest
+   head (D-03), yet the window runs from the burst's first push, so a PR pushed more often than the
+   delay is still reviewed.
+5. Otherwise → ``ACCEPTED`` (a job pending in another lane is left alone).
 
 ``claim`` takes the oldest runnable job (pending with ``run_after`` reached, or running with an
 expired lease) whose PR has no other job running, optionally keeping at most
 ``max_running_per_installation`` live leases per installation (D-04). Every later call on the
 claimed job (``heartbeat``/``complete``/``retry``/``fail``) acts only while the lease token matches, so
 a worker whose lease was taken over cannot overwrite the new owner's work. ``retry`` of a job whose
-PR meanwhile got a pending job supersedes it instead (the pending job reviews a newer state).
+lane meanwhile got a pending job supersedes it instead (the pending job reviews a newer state).
 """
 
 from __future__ import annotations
@@ -38,14 +56,19 @@ from typing import Any, Protocol
 
 from bot.models import PullRequestRef, ReviewJob
 
+COMMAND_TRIGGERS = frozenset({"command", "rerequested"})
+"""Triggers a person asks for explicitly; they are authorised per sender in the worker, not on receipt."""
+
+AUTO_LANE = "auto"
+
 DELIVERY_RETENTION_SECONDS = 8 * 24 * 3600.0
 """How long delivery ids are remembered: GitHub lets a delivery be redelivered for 7 days (W-04)."""
 
 
 class EnqueueOutcome(StrEnum):
     ACCEPTED = "accepted"  # a new pending job
-    REPLACED = "replaced"  # a newer head replaced the pending job of the same PR
-    COALESCED = "coalesced"  # merged into the PR's pending job for the same head (C-07)
+    REPLACED = "replaced"  # a newer head replaced the pending job of the same PR and lane
+    COALESCED = "coalesced"  # merged into the pending job of the same PR, lane and head (C-07)
     DUPLICATE_DELIVERY = "duplicate_delivery"  # the X-GitHub-Delivery id was seen before
     DUPLICATE_KEY = "duplicate_key"  # same PR, head and trigger comment already queued/running/done
     DEAD_LETTERED = "dead_lettered"  # the same semantic key already failed for good (D-05)
@@ -74,7 +97,7 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"  # dead: attempts exhausted or a permanent error
-    SUPERSEDED = "superseded"  # replaced by a newer head before it ran
+    SUPERSEDED = "superseded"  # replaced by a newer head of its lane before it ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +168,13 @@ def semantic_key(job: ReviewJob) -> str:
     return f"{job.pr_key}@{job.head_sha}:-:{job.trigger}{run}"
 
 
+def lane(job: ReviewJob) -> str:
+    """The pending lane of ``job`` within its PR: ``auto``, or ``command:<sender login>``."""
+    if job.trigger in COMMAND_TRIGGERS:
+        return f"command:{(job.sender or '').lower()}"
+    return AUTO_LANE
+
+
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ReviewJob) if f.name != "pr")
 _PR_FIELDS = tuple(f.name for f in dataclasses.fields(PullRequestRef))
 
@@ -168,6 +198,8 @@ def with_full(text: str) -> str:
 
 
 __all__ = [
+    "AUTO_LANE",
+    "COMMAND_TRIGGERS",
     "DELIVERY_RETENTION_SECONDS",
     "ClaimedJob",
     "EnqueueOutcome",
@@ -177,6 +209,7 @@ __all__ = [
     "ReviewQueue",
     "job_from_json",
     "job_to_json",
+    "lane",
     "semantic_key",
     "with_full",
 ]

@@ -1,7 +1,7 @@
 """The scale-out queue: the same two tables as the SQLite queue, in Postgres, over psycopg 3 async.
 
 Why not procrastinate's job table: its ``queueing_lock`` keeps one *pending* job per key but rejects
-the newcomer, where we must REPLACE the pending job with the newer head (and restart its debounce),
+the newcomer, where we must REPLACE the pending job of a lane with the newer head (keeping its debounce),
 coalesce a command into it, and dead-letter on the semantic key; its ``lock`` serialises running jobs
 but has no lease token, so a worker whose job was taken over could still finish it. Those rules,
 plus the delivery-dedupe table, would be extra SQL around procrastinate's own schema, migrations and
@@ -13,7 +13,8 @@ Concurrency: every write to one PR's pending slot (``enqueue``, ``retry``) first
 advisory lock on the PR key, so two deliveries for one PR serialise. ``claim`` takes one global
 advisory lock (claims are rare next to enqueues: one per review) so the per-installation count is
 exact, and selects with ``FOR UPDATE SKIP LOCKED`` so it never waits on a pending row an enqueue is
-replacing. Partial unique indexes (one ``pending`` and one ``running`` row per PR) back both up.
+replacing. Partial unique indexes (one ``pending`` row per PR and lane, one ``running`` row per PR)
+back both up.
 Times are the database's clock (epoch seconds), so workers on machines with skewed clocks agree.
 ``enqueue`` is one call of the ``br_enqueue`` PL/pgSQL function: the webhook path costs one round
 trip and one commit (with psycopg's pure-Python driver, eight statements took ~5 ms per enqueue).
@@ -39,6 +40,7 @@ from bot.queue.base import (
     JobState,
     job_from_json,
     job_to_json,
+    lane,
     semantic_key,
 )
 
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS review_jobs (
     seq bigserial PRIMARY KEY,
     id text NOT NULL UNIQUE,
     pr_key text NOT NULL,
+    lane text NOT NULL,
     sem_key text NOT NULL,
     installation_id bigint,
     head_sha text NOT NULL,
@@ -68,7 +71,20 @@ CREATE TABLE IF NOT EXISTS review_jobs (
     lease_expires float8,
     worker_id text
 );
-CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending ON review_jobs(pr_key) WHERE state = 'pending';
+-- A pre-lane database: pending commands move to their sender's lane (its per-PR pending index left at
+-- most one pending job per PR, so the new index holds); other rows keep 'auto', only pending rows are
+-- read by lane. Conditional and first: an ALTER TABLE on every open, after the share lock that
+-- CREATE INDEX IF NOT EXISTS takes, deadlocked with another instance's concurrent enqueues.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = 'review_jobs'::regclass AND attname = 'lane' AND NOT attisdropped) THEN
+        ALTER TABLE review_jobs ADD COLUMN lane text NOT NULL DEFAULT 'auto';
+        UPDATE review_jobs SET lane = 'command:' || lower(coalesce(job::jsonb->>'sender', ''))
+            WHERE state = 'pending' AND job::jsonb->>'trigger' IN ('command', 'rerequested');
+    END IF;
+END
+$$;
 CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_running ON review_jobs(pr_key) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS review_jobs_sem ON review_jobs(sem_key);
 CREATE INDEX IF NOT EXISTS review_jobs_pr ON review_jobs(pr_key, seq);
@@ -79,12 +95,18 @@ CREATE TABLE IF NOT EXISTS review_deliveries (
     received_at float8 NOT NULL
 );
 CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
+-- The pre-lane per-PR pending index would still allow one pending job per PR; so would the old
+-- br_enqueue overload, which knows no lane.
+DROP INDEX IF EXISTS review_jobs_one_pending;
+CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending_per_lane ON review_jobs(pr_key, lane)
+    WHERE state = 'pending';
+DROP FUNCTION IF EXISTS br_enqueue(text, text, text, bigint, text, text, boolean, text, float8);
 
 -- The whole enqueue decision in one round trip (the webhook path). Same rules, same order as
 -- SQLiteQueue.enqueue; each statement of a volatile function sees what committed before it, so the
 -- reads after the per-PR advisory lock see every earlier enqueue of that PR.
 CREATE OR REPLACE FUNCTION br_enqueue(
-    p_id text, p_pr_key text, p_sem_key text, p_installation bigint, p_head text, p_job text,
+    p_id text, p_pr_key text, p_lane text, p_sem_key text, p_installation bigint, p_head text, p_job text,
     p_full boolean, p_delivery text, p_delay float8
 ) RETURNS TABLE (r_outcome text, r_job_id text) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -92,6 +114,7 @@ DECLARE
     v_dup record;
     v_pending record;
     v_queued float8;
+    v_run_after float8;
     v_outcome text := 'accepted';
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(p_pr_key, 0));
@@ -108,9 +131,10 @@ BEGIN
         RETURN;
     END IF;
     -- FOR UPDATE waits for a claim that holds the row and then skips it if it is no longer pending.
-    SELECT j.id, j.head_sha, j.queued_at INTO v_pending FROM review_jobs AS j
-        WHERE j.pr_key = p_pr_key AND j.state = 'pending' FOR UPDATE;
+    SELECT j.id, j.head_sha, j.queued_at, j.run_after INTO v_pending FROM review_jobs AS j
+        WHERE j.pr_key = p_pr_key AND j.lane = p_lane AND j.state = 'pending' FOR UPDATE;
     v_queued := v_now;
+    v_run_after := v_now + greatest(p_delay, 0);
     IF v_pending.id IS NOT NULL AND v_pending.head_sha = p_head THEN
         IF p_full THEN
             UPDATE review_jobs AS j SET job = jsonb_set(j.job::jsonb, '{full}', 'true')::text,
@@ -123,13 +147,15 @@ BEGIN
     IF v_pending.id IS NOT NULL THEN
         UPDATE review_jobs AS j SET state = 'superseded', outcome = 'replaced by ' || p_id,
             updated_at = v_now, finished_at = v_now WHERE j.id = v_pending.id;
-        v_queued := v_pending.queued_at;  -- the newer head keeps the PR's place in line
+        v_queued := v_pending.queued_at;  -- the newer head keeps the lane's place in line
+        -- D-03 without starvation: the debounce window runs from the burst's first event
+        v_run_after := least(v_run_after, v_pending.run_after);
         v_outcome := 'replaced';
     END IF;
-    INSERT INTO review_jobs (id, pr_key, sem_key, installation_id, head_sha, job, state, queued_at,
+    INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, state, queued_at,
                              created_at, updated_at, run_after)
-        VALUES (p_id, p_pr_key, p_sem_key, p_installation, p_head, p_job, 'pending', v_queued,
-                v_now, v_now, v_now + greatest(p_delay, 0));
+        VALUES (p_id, p_pr_key, p_lane, p_sem_key, p_installation, p_head, p_job, 'pending', v_queued,
+                v_now, v_now, v_run_after);
     INSERT INTO review_deliveries (id, received_at) VALUES (p_delivery, v_now);
     RETURN QUERY SELECT v_outcome, p_id;
 END
@@ -208,6 +234,7 @@ class PostgresQueue:
         args = (
             uuid.uuid4().hex,
             job.pr_key,
+            lane(job),
             semantic_key(job),
             job.pr.installation_id,
             job.head_sha,
@@ -219,7 +246,7 @@ class PostgresQueue:
         try:
             async with pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s)", args
+                    "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", args
                 )
                 row = await cur.fetchone()
         except psycopg.errors.UniqueViolation as exc:
@@ -292,11 +319,11 @@ class PostgresQueue:
         async with pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT j.id FROM pg_advisory_xact_lock(hashtextextended(%s, 0)) "
-                "LEFT JOIN review_jobs AS j ON j.pr_key = %s AND j.state = 'pending'",
-                (claimed.job.pr_key, claimed.job.pr_key),
+                "LEFT JOIN review_jobs AS j ON j.pr_key = %s AND j.lane = %s AND j.state = 'pending'",
+                (claimed.job.pr_key, claimed.job.pr_key, lane(claimed.job)),
             )
             newer = await cur.fetchone()
-            if newer is not None and newer[0] is not None:  # a newer event is queued: it does the work
+            if newer is not None and newer[0] is not None:  # a newer event of its lane does the work
                 await self._owned(
                     conn,
                     claimed,

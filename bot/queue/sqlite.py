@@ -13,7 +13,8 @@ checkpoints got ~2,800/s with a 24 ms tail. So:
   for ``checkpoint_idle`` seconds, or after ``checkpoint_every`` commits under sustained load.
 
 Several queue instances (threads or processes) may share one file: ``BEGIN IMMEDIATE`` serialises their
-writers and the partial unique indexes keep one pending and one running job per PR regardless.
+writers and the partial unique indexes keep one pending job per (PR, lane) and one running job per PR
+regardless.
 Only the job's fields are stored, never the webhook body.
 """
 
@@ -40,6 +41,7 @@ from bot.queue.base import (
     JobState,
     job_from_json,
     job_to_json,
+    lane,
     semantic_key,
     with_full,
 )
@@ -53,6 +55,7 @@ CREATE TABLE IF NOT EXISTS review_jobs (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     pr_key TEXT NOT NULL,
+    lane TEXT NOT NULL,
     sem_key TEXT NOT NULL,
     installation_id INTEGER,
     head_sha TEXT NOT NULL,
@@ -70,7 +73,6 @@ CREATE TABLE IF NOT EXISTS review_jobs (
     lease_expires REAL,
     worker_id TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending ON review_jobs(pr_key) WHERE state = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_running ON review_jobs(pr_key) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS review_jobs_sem ON review_jobs(sem_key);
 CREATE INDEX IF NOT EXISTS review_jobs_pr ON review_jobs(pr_key, seq);
@@ -83,16 +85,32 @@ CREATE TABLE IF NOT EXISTS review_deliveries (
 CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
 """
 
+# After the lane migration (they need the column). The per-PR pending index of the pre-lane schema
+# would still allow only one pending job per PR, so it goes.
+_LANE_INDEXES = (
+    "DROP INDEX IF EXISTS review_jobs_one_pending",
+    "CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending_per_lane ON review_jobs(pr_key, lane) "
+    "WHERE state = 'pending'",
+)
+
+# A pre-lane database: pending commands move to their sender's lane (the old index left at most one
+# pending job per PR, so the new index holds). Other rows keep 'auto': only pending rows are read by lane.
+_ADD_LANE = (
+    "ALTER TABLE review_jobs ADD COLUMN lane TEXT NOT NULL DEFAULT 'auto'",
+    "UPDATE review_jobs SET lane = 'command:' || lower(coalesce(json_extract(job, '$.sender'), '')) "
+    "WHERE state = 'pending' AND json_extract(job, '$.trigger') IN ('command', 'rerequested')",
+)
+
 # Everything enqueue decides on, in one statement: delivery seen? a live job with the same semantic key
-# (a failed one first)? the PR's pending job?
+# (a failed one first)? the pending job of the PR's lane?
 _ENQUEUE_CHECK = """
 SELECT
     EXISTS (SELECT 1 FROM review_deliveries WHERE id = ?1),
-    d.id, d.state, p.id, p.head_sha, p.queued_at
+    d.id, d.state, p.id, p.head_sha, p.queued_at, p.run_after
 FROM (SELECT 1)
 LEFT JOIN (SELECT id, state FROM review_jobs WHERE sem_key = ?2 AND state != 'superseded'
            ORDER BY state = 'failed' DESC LIMIT 1) AS d
-LEFT JOIN review_jobs AS p ON p.pr_key = ?3 AND p.state = 'pending'
+LEFT JOIN review_jobs AS p ON p.pr_key = ?3 AND p.lane = ?4 AND p.state = 'pending'
 """
 
 # Pending and past run_after with nothing running for its PR, or running with an expired lease (its
@@ -179,7 +197,19 @@ class SQLiteQueue:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        # executescript would commit an open transaction first, so it runs only the opening part.
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(review_jobs)")}
+            if "lane" not in columns:
+                for statement in _ADD_LANE:
+                    conn.execute(statement)
+            for statement in _LANE_INDEXES:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _run(self) -> None:
@@ -285,13 +315,14 @@ class SQLiteQueue:
     async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
         text = job_to_json(job)
         key = semantic_key(job)
+        job_lane = lane(job)
         job_id = uuid.uuid4().hex
 
         def op(conn: sqlite3.Connection) -> EnqueueResult:
             now = self._clock()
-            seen, dup_id, dup_state, pending_id, pending_head, pending_queued = conn.execute(
-                _ENQUEUE_CHECK, (job.delivery_id, key, job.pr_key)
-            ).fetchone()
+            seen, dup_id, dup_state, pending_id, pending_head, pending_queued, pending_run_after = (
+                conn.execute(_ENQUEUE_CHECK, (job.delivery_id, key, job.pr_key, job_lane)).fetchone()
+            )
             if seen:
                 return EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
             if dup_id is not None:
@@ -300,6 +331,7 @@ class SQLiteQueue:
                     EnqueueOutcome.DEAD_LETTERED if failed else EnqueueOutcome.DUPLICATE_KEY, dup_id
                 )
             queued_at = now
+            run_after = now + max(0.0, delay_seconds)
             if pending_id is not None and pending_head == job.head_sha:
                 if job.full:
                     (stored,) = conn.execute(
@@ -318,13 +350,16 @@ class SQLiteQueue:
                         "finished_at = ? WHERE id = ?",
                         (f"replaced by {job_id}", now, now, pending_id),
                     )
-                    queued_at = pending_queued  # the newer head keeps the PR's place in line
+                    queued_at = pending_queued  # the newer head keeps the lane's place in line
+                    # D-03 without starvation: the debounce window runs from the burst's first event
+                    run_after = min(run_after, pending_run_after)
                     outcome = EnqueueOutcome.REPLACED
                 conn.execute(
-                    "INSERT INTO review_jobs (id, pr_key, sem_key, installation_id, head_sha, job, state, "
-                    "queued_at, created_at, updated_at, run_after) VALUES (?,?,?,?,?,?,'pending',?,?,?,?)",
-                    (job_id, job.pr_key, key, job.pr.installation_id, job.head_sha, text, queued_at, now, now,
-                     now + max(0.0, delay_seconds)),
+                    "INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, "
+                    "state, queued_at, created_at, updated_at, run_after) "
+                    "VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?)",
+                    (job_id, job.pr_key, job_lane, key, job.pr.installation_id, job.head_sha, text, queued_at,
+                     now, now, run_after),
                 )  # fmt: skip
                 result = EnqueueResult(outcome, job_id)
             conn.execute(
@@ -392,9 +427,10 @@ class SQLiteQueue:
         def op(conn: sqlite3.Connection) -> None:
             now = self._clock()
             newer = conn.execute(
-                "SELECT id FROM review_jobs WHERE pr_key = ? AND state = 'pending'", (claimed.job.pr_key,)
+                "SELECT id FROM review_jobs WHERE pr_key = ? AND lane = ? AND state = 'pending'",
+                (claimed.job.pr_key, lane(claimed.job)),
             ).fetchone()
-            if newer is not None:  # a newer event is already queued for this PR: it does the work
+            if newer is not None:  # a newer event is already queued in this lane: it does the work
                 self._owned(
                     conn,
                     claimed,
