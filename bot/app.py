@@ -115,6 +115,7 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
             ),
             budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
             git_base_url=settings.git_base_url,
+            lease_check=lambda claimed: queue.heartbeat(claimed, settings.lease_seconds),
         )
     )
     return Worker(

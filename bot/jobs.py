@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +74,8 @@ class JobDeps:
     budgets: AgentBudgets = dataclasses.field(default_factory=AgentBudgets)
     scratch_root: Path | None = None
     git_base_url: str | None = None  # clone host override (GHES); default derived from the API URL
+    # extends the job's lease; False when another worker has taken the job over (its lease expired)
+    lease_check: Callable[[ClaimedJob], Awaitable[bool]] | None = None
 
 
 def _describe(job: ReviewJob) -> str:
@@ -322,6 +324,10 @@ class ReviewJobRunner:
         self, claimed: ClaimedJob, job: ReviewJob, check_id: int, outcome: ReviewOutcome
     ) -> str:
         draft = outcome.draft
+        # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post beside
+        # the worker that took the job over
+        if self.deps.lease_check is not None and not await self.deps.lease_check(claimed):
+            raise Superseded("the job's lease was taken over by another worker")
         # W-04: the job's own marker lets a retry see that its review went out before a later step failed
         job_marker = f"<!-- backend-review job={claimed.id} -->"
         async with self.deps.github.installation_session(job, write=True) as gw:
