@@ -187,6 +187,25 @@ def job_to_json(job: ReviewJob) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+# the columns, in order, that job_record() reads: one row of review_jobs in either backend
+RECORD_COLUMNS = "id, job, state, outcome, error, attempts, created_at, updated_at, run_after, finished_at"
+
+
+def job_record(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        job=job_from_json(row[1]),
+        state=JobState(row[2]),
+        outcome=row[3],
+        error=row[4],
+        attempts=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        run_after=row[8],
+        finished_at=row[9],
+    )
+
+
 def job_from_json(text: str) -> ReviewJob:
     data: dict[str, Any] = json.loads(text)
     return ReviewJob(**{**data, "pr": PullRequestRef(**data["pr"])})

@@ -33,12 +33,14 @@ from psycopg_pool import AsyncConnectionPool
 from bot.models import ReviewJob
 from bot.queue.base import (
     DELIVERY_RETENTION_SECONDS,
+    RECORD_COLUMNS,
     ClaimedJob,
     EnqueueOutcome,
     EnqueueResult,
     JobRecord,
     JobState,
     job_from_json,
+    job_record,
     job_to_json,
     lane,
     semantic_key,
@@ -175,23 +177,7 @@ LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
 """
 
-_RECORD_COLUMNS = "id, job, state, outcome, error, attempts, created_at, updated_at, run_after, finished_at"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        id=row[0],
-        job=job_from_json(row[1]),
-        state=JobState(row[2]),
-        outcome=row[3],
-        error=row[4],
-        attempts=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-        run_after=row[8],
-        finished_at=row[9],
-    )
 
 
 class PostgresQueue:
@@ -349,14 +335,14 @@ class PostgresQueue:
 
     async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
         pool = await self._ready()
-        sql = f"SELECT {_RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
+        sql = f"SELECT {RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
         async with pool.connection() as conn:
             if pr_key is None:
                 cur = await conn.execute(sql + " ORDER BY seq")
             else:
                 cur = await conn.execute(sql + " WHERE pr_key = %s ORDER BY seq", (pr_key,))
             rows = await cur.fetchall()
-        return [_record(r) for r in rows]
+        return [job_record(r) for r in rows]
 
     async def prune(self, older_than_seconds: float = DELIVERY_RETENTION_SECONDS) -> int:
         pool = await self._ready()

@@ -34,12 +34,14 @@ from typing import Any, TypeVar
 from bot.models import ReviewJob
 from bot.queue.base import (
     DELIVERY_RETENTION_SECONDS,
+    RECORD_COLUMNS,
     ClaimedJob,
     EnqueueOutcome,
     EnqueueResult,
     JobRecord,
     JobState,
     job_from_json,
+    job_record,
     job_to_json,
     lane,
     semantic_key,
@@ -126,23 +128,6 @@ WHERE ((j.state = 'pending' AND j.run_after <= :now
 ORDER BY j.queued_at, j.seq
 LIMIT 1
 """
-
-_RECORD_COLUMNS = "id, job, state, outcome, error, attempts, created_at, updated_at, run_after, finished_at"
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        id=row[0],
-        job=job_from_json(row[1]),
-        state=JobState(row[2]),
-        outcome=row[3],
-        error=row[4],
-        attempts=row[5],
-        created_at=row[6],
-        updated_at=row[7],
-        run_after=row[8],
-        finished_at=row[9],
-    )
 
 
 class _OpFailed(Exception):
@@ -458,12 +443,12 @@ class SQLiteQueue:
 
     async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
         def op(conn: sqlite3.Connection) -> list[JobRecord]:
-            sql = f"SELECT {_RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
+            sql = f"SELECT {RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
             if pr_key is None:
                 rows = conn.execute(sql + " ORDER BY seq").fetchall()
             else:
                 rows = conn.execute(sql + " WHERE pr_key = ? ORDER BY seq", (pr_key,)).fetchall()
-            return [_record(r) for r in rows]
+            return [job_record(r) for r in rows]
 
         return await self._submit(op)
 
