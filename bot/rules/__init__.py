@@ -8,11 +8,15 @@ comments blanked, so no comment in the PR changes what is reported (P-01); only 
 
 from __future__ import annotations
 
-from bot.models import Changeset, FileStatus, Finding
-from bot.rules import migrations, reliability, secrets, security, sql
-from bot.rules.base import Check, Rule, Source, language_of
+from collections.abc import Mapping
 
-__all__ = ["RULES", "Rule", "language_of", "run_rules"]
+from bot.models import Changeset, FileDiff, FileStatus, Finding
+from bot.rules import authz, injection, migrations, reliability, secrets, security, sql, tokens
+from bot.rules.base import Check, Rule, Source, language_of
+from bot.rules.structural import FileTexts, StructCheck, run_structural
+from bot.rules.syntax import GRAMMARS
+
+__all__ = ["RULES", "FileTexts", "Rule", "language_of", "run_rules"]
 
 _CHECKS: tuple[Check, ...] = (
     *sql.CHECKS,
@@ -21,7 +25,8 @@ _CHECKS: tuple[Check, ...] = (
     *reliability.CHECKS,
     *migrations.CHECKS,
 )
-RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS)
+_STRUCT_CHECKS: tuple[StructCheck, ...] = (*injection.CHECKS, *tokens.CHECKS, *authz.CHECKS)
+RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS) + tuple(c.rule for c in _STRUCT_CHECKS)
 
 
 def _checks_for(language: str | None) -> tuple[Check, ...]:
@@ -34,13 +39,21 @@ _BY_LANGUAGE = {
 _ANY_FILE = _checks_for(None)
 
 
-def run_rules(changeset: Changeset) -> list[Finding]:
-    """Findings of every rule on the added lines of every reviewable file, ordered by path and line."""
+def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None) -> list[Finding]:
+    """Findings of every rule on every reviewable file, ordered by path and line.
+
+    ``texts``: the full head and base text of changed files, for the structural checks (syntax trees of
+    whole files, diff-aware comparisons); without them the trees are built from the hunks alone.
+    """
     findings: list[Finding] = []
     for fd in changeset.files:
-        if not fd.reviewable or fd.is_binary or fd.status == FileStatus.DELETED or fd.additions == 0:
+        if not fd.reviewable or fd.is_binary or fd.status == FileStatus.DELETED:
             continue
         language = language_of(fd.path)
+        if language in GRAMMARS:
+            findings.extend(_structural(changeset, fd, language, (texts or {}).get(fd.path)))
+        if fd.additions == 0:
+            continue
         src = Source(fd, language)
         if not any(src.added):
             continue
@@ -72,4 +85,59 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                     )
                 )
     findings.sort(key=lambda f: (f.path, f.line, f.source))
-    return findings
+    return _one_per_line(findings)
+
+
+def _one_per_line(findings: list[Finding]) -> list[Finding]:
+    """A structural and a line rule reporting the same defect on the same line: keep the surer one."""
+    best: dict[tuple[str, int, str], Finding] = {}
+    for f in findings:
+        key = (f.path, f.line, f.category.value)
+        if key not in best or f.confidence > best[key].confidence:
+            best[key] = f
+    keep = {id(f) for f in best.values()}
+    return [f for f in findings if id(f) in keep]
+
+
+def _structural(changeset: Changeset, fd: FileDiff, language: str, texts: FileTexts | None) -> list[Finding]:
+    out: list[Finding] = []
+    elsewhere = _AddedElsewhere(changeset, fd.path)
+    for check, hit, unit in run_structural(fd, language, texts, _STRUCT_CHECKS, elsewhere):
+        r = check.rule
+        body = f"{r.message} {hit.detail} {r.fix_for(language)}" if hit.detail else f"{r.message} {r.fix_for(language)}"
+        out.append(
+            Finding(
+                path=fd.path,
+                line=hit.line + 1,
+                severity=r.severity,
+                category=r.category,
+                title=r.title,
+                body=body,
+                evidence=unit.head_line(hit.line).rstrip(),
+                source=r.id,
+                confidence=r.confidence if hit.confidence is None else hit.confidence,
+            )
+        )
+    return out
+
+
+class _AddedElsewhere:
+    """The code the change adds in its other files, lower-cased on first use: where a "removed" safeguard
+    may have moved to."""
+
+    def __init__(self, changeset: Changeset, path: str) -> None:
+        self._changeset = changeset
+        self._path = path
+        self._text: str | None = None
+
+    def __contains__(self, needle: str) -> bool:
+        if self._text is None:
+            self._text = "\n".join(
+                ln.text
+                for f in self._changeset.files
+                if f.path != self._path
+                for h in f.hunks
+                for ln in h.lines
+                if ln.kind == "+"
+            ).lower()
+        return needle.lower() in self._text
