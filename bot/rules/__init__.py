@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.models import Changeset, FileDiff, FileStatus, Finding
-from bot.rules import authz, injection, migrations, reliability, secrets, security, sql, tokens
+from bot.rules import authz, injection, migrations, orm, reliability, removed, secrets, security, sql, tokens
 from bot.rules.base import Check, Rule, Source, language_of
 from bot.rules.structural import FileTexts, StructCheck, run_structural
 from bot.rules.syntax import GRAMMARS
@@ -25,7 +25,13 @@ _CHECKS: tuple[Check, ...] = (
     *reliability.CHECKS,
     *migrations.CHECKS,
 )
-_STRUCT_CHECKS: tuple[StructCheck, ...] = (*injection.CHECKS, *tokens.CHECKS, *authz.CHECKS)
+_STRUCT_CHECKS: tuple[StructCheck, ...] = (
+    *injection.CHECKS,
+    *tokens.CHECKS,
+    *authz.CHECKS,
+    *orm.CHECKS,
+    *removed.CHECKS,
+)
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS) + tuple(c.rule for c in _STRUCT_CHECKS)
 
 

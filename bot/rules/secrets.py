@@ -95,7 +95,8 @@ _LOG_CALL = re.compile(
     r"|(?<![\w.])(?:puts|(?:Rails\.)?logger\.(?:debug|info|warn|error|fatal))\s+(?=[\"'\w])"
 )
 _LOG_SECRET_NAME = re.compile(
-    r"(?:password|passwd|passphrase|secret|token|api_?key|apikey|authorization|private_?key|credentials)$",
+    r"(?:password|passwd|passphrase|secret|token|api_?key|apikey|authorization|private_?key|credentials"
+    r"|session_?(?:id|key)?|sessionid|csrf\w*|cookies?|code_verifier|auth_?code|otp)$",
     re.I,
 )
 _SANITISED = re.compile(

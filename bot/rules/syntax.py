@@ -134,28 +134,37 @@ class Tree:
             out.setdefault(d.qualname, d)
         return out
 
-    def comment_ranges(self) -> list[tuple[int, int]]:
-        return [(n.range().start.index, n.range().end.index) for n in find_all(self.root, "comment")]
+    @cached_property
+    def code_lines(self) -> list[str]:
+        """The file's lines with comments blanked (same lengths): what a rule reading text may read."""
+        return _blank(self.text, find_all(self.root, "comment")).split("\n")
 
-    def code_text(self, node: SgNode | None = None) -> str:
-        """The text of ``node`` (default: the file) with comments blanked; offsets (characters) and lines kept."""
-        n = node or self.root
-        text = n.text()
-        base = n.range().start.index
-        spans = [
-            (c.range().start.index - base, c.range().end.index - base)
-            for c in find_all(n, "comment")
-        ]
-        if not spans:
-            return text
-        parts = []
-        pos = 0
-        for a, b in spans:
-            parts.append(text[pos:a])
-            parts.append("".join("\n" if ch == "\n" else " " for ch in text[a:b]))
-            pos = b
-        parts.append(text[pos:])
-        return "".join(parts)
+    @cached_property
+    def bare_lines(self) -> list[str]:
+        """The file's lines with comments and string contents blanked: identifiers and operators only."""
+        spans = find_all(self.root, "comment", *STRING_KINDS)
+        return _blank(self.text, spans).split("\n")
+
+
+STRING_KINDS = ("string", "template_string", "interpreted_string_literal", "raw_string_literal",
+                "string_literal", "text_block", "heredoc_body")  # fmt: skip
+
+
+def _blank(text: str, nodes: list[SgNode]) -> str:
+    if not nodes:
+        return text
+    spans = sorted((n.range().start.index, n.range().end.index) for n in nodes)
+    parts = []
+    pos = 0
+    for a, b in spans:
+        if b <= pos:
+            continue
+        a = max(a, pos)
+        parts.append(text[pos:a])
+        parts.append("".join("\n" if ch == "\n" else " " for ch in text[a:b]))
+        pos = b
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def def_name(n: SgNode, language: str) -> str:

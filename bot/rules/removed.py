@@ -1,0 +1,120 @@
+"""Removed safeguards: what the base had and the head no longer has, in the same function.
+
+Many real defects are deletions: a throttle, a validation, a permission check or policy call, an auth
+decorator, an eager load, a cache-privacy directive or an account-state check disappears. For every line
+the change removes, the base tree says which function it belonged to; the safeguard counts of that
+function in base and head (comments and strings blanked, so a comment neither hides nor fakes one) tell
+whether it is gone or only moved. Gone from the function and from the file, and not added in another
+changed file (moved to a middleware or base class), is a finding on the nearest right-side line of the hunk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bot.models import Category, Severity
+from bot.rules.base import CODE, Rule, rule
+from bot.rules.structural import SHit, StructCheck, Unit
+from bot.rules.syntax import Def, Tree
+
+
+@dataclass(frozen=True)
+class _Kind:
+    rule: Rule
+    pattern: re.Pattern[str]
+    strings: bool = False  # the safeguard lives in string text (headers): read strings too
+
+
+def _k(id: str, title: str, cat: Category, sev: Severity, what: str, fix: str, conf: float, pat: str) -> _Kind:
+    msg = f"The change removes {what} that the base version had here, and nothing in the change replaces it."
+    return _Kind(rule(id, title, cat, sev, CODE, msg, fix, conf), re.compile(pat, re.I))
+
+
+KINDS = (
+    _k("removed-auth-check", "Authorization check removed", Category.AUTH, Severity.HIGH,
+       "an authentication or authorization check (decorator, middleware, filter, permission or policy call)",
+       "Restore the check, or say in the PR where the same check now happens.", 0.8,
+       r"\blogin_required\b|\bpermission_required\b|\bpermission_classes\b|\bauthentication_classes\b"
+       r"|\bauthenticate\w*|\bauthoriz\w*|\brequires?_(?:auth|login|permission|role|scope|admin|user)\w*"
+       r"|\bcheck_permissions?\b|\bcheck_object_permissions\b|\bhas_perms?\b|\bhas_object_permission\b"
+       r"|@(?:PreAuthorize|Secured|RolesAllowed)\b|\bUseGuards\b|\bpolicy_scope\b|\bcan\?|\bjwt_required\b"
+       r"|\buser_passes_test\b|\bstaff_member_required\b|\bis_(?:staff|superuser|admin)\b|\bisAdmin\b"
+       r"|\brequireAuth\w*|\bensure(?:Logged|Authenticated)\w*|\bverifyToken\b|\bcheckJwt\b|\bget_current_user\b"
+       r"|\bIsAuthenticated\b|\bIsAdminUser\b|\bIsOwner\w*"),
+    _k("removed-rate-limit", "Rate limit removed", Category.SECURITY, Severity.MEDIUM,
+       "a throttle / rate limit", "Restore the limit (or apply an equivalent one) on this endpoint.", 0.8,
+       r"\bthrottl\w*|\brate_?limit\w*|\bratelimit\w*|\blimiter\b|\bslowDown\b|\bThrottle\w*|\bRateLimit\w*"),
+    _k("removed-validation", "Input validation removed", Category.SECURITY, Severity.MEDIUM,
+       "an input validation", "Restore the validation of this input.", 0.7,
+       r"\bvalidat(?:e|es|ed|ion|or|ors)\w*|\bfull_clean\b|\bis_valid\b|@Valid(?:ated)?\b|\bsanitiz\w*"
+       r"|\bvalidates_\w+|\bcheck_(?:params|input)\b"),
+    _k("removed-eager-load", "Eager load removed (N+1)", Category.PERFORMANCE, Severity.MEDIUM,
+       "an eager load of related rows", "Keep the eager load: each related object is now one more query.", 0.7,
+       r"\bselect_related\b|\bprefetch_related\b|\bjoinedload\b|\bselectinload\b|\bsubqueryload\b"
+       r"|\bcontains_eager\b|\.includes\(\s*:|\.preload\(\s*:|\beager_load\b|\.Preload\(|\bJOIN\s+FETCH\b"
+       r"|@EntityGraph\b|\.populate\(|\binclude\s*:\s*[\[{]"),
+    _Kind(
+        rule("removed-cache-privacy", "Cache-privacy directive removed", Category.SECURITY, Severity.MEDIUM, CODE,
+             "The change removes a `Cache-Control: private/no-store` (or never-cache) directive from a response "
+             "the base version kept out of shared caches: per-user data can now be cached and served to others.",
+             "Keep the response private (`Cache-Control: private, no-store`).", 0.75),
+        re.compile(r"cache-control[\"']?\s*[,:=\]]\s*[^\n]*(?:private|no-store)|\bnever_cache\b|\bno_store\s*="
+                   r"|cache_control\([^)]*(?:private|no_store)|\bnoStore\b|\bCacheControl\.noStore|\bsetPrivate\b"
+                   r"|expires_now\b", re.I),
+        strings=True,
+    ),
+    _k("removed-account-check", "Account-state check removed", Category.AUTH, Severity.HIGH,
+       "a check of the account's state (active, locked, banned, verified)",
+       "Restore the check so disabled, locked or unverified accounts stay out.", 0.75,
+       r"\bis_active\b|\bisActive\b|\bactive\?|\bis_locked\b|\blocked\?|\baccess_locked\?|\blocked_at\b"
+       r"|\bis_banned\b|\bbanned\b|\bis_suspended\b|\bsuspended\b|\bis_disabled\b|\bdisabled\?|\bdeactivated\b"
+       r"|\bemail_verified\b|\bis_verified\b|\bconfirmed\?|\bis_blocked\b|\baccount_locked\b|\blockout\w*"),
+)  # fmt: skip
+
+
+def _count(tree: Tree, d: Def | None, kind: _Kind) -> int:
+    lines = tree.code_lines if kind.strings else tree.bare_lines
+    lo, hi = (d.start, d.end) if d is not None else (0, len(lines) - 1)
+    return sum(len(kind.pattern.findall(lines[i])) for i in range(lo, min(hi, len(lines) - 1) + 1))
+
+
+def _removed(unit: Unit, kind: _Kind) -> Iterator[SHit]:
+    base, head = unit.base, unit.head
+    if base is None or head is None:
+        return
+    lines = base.code_lines if kind.strings else base.bare_lines
+    heads = head.by_qualname()
+    done: set[str] = set()
+    for bl, _ in unit.removed:
+        if bl >= len(lines):
+            continue
+        m = kind.pattern.search(lines[bl])
+        if m is None:
+            continue
+        d = base.enclosing(bl, None)
+        key = d.qualname if d is not None else ""
+        if key in done:
+            continue
+        hd = heads.get(key) if d is not None else None
+        if d is not None and hd is None:
+            continue  # the whole function went (or was renamed): not a safeguard taken out of it
+        if _count(head, hd, kind) >= _count(base, d, kind):
+            continue
+        if _count(head, None, kind) >= _count(base, None, kind) or m.group(0).lower() in unit.added_elsewhere:
+            continue  # moved within the file, or into another changed file
+        anchor = unit.anchor_for_removed(bl)
+        if anchor is None:
+            continue
+        done.add(key)
+        gone = base.lines[bl].strip()
+        gone = gone if len(gone) <= 100 else gone[:97] + "..."
+        yield SHit(anchor, None, f"Removed: `{gone.replace('`', '')}`.")
+
+
+def _check(kind: _Kind) -> StructCheck:
+    return StructCheck(kind.rule, lambda unit: _removed(unit, kind), any_line=True)
+
+
+CHECKS = tuple(_check(k) for k in KINDS)
