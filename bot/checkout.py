@@ -354,6 +354,35 @@ class Workspace:
         )
         return rc == 0
 
+    async def read_blobs(self, rev: str, paths: Sequence[str], max_bytes: int) -> dict[str, bytes]:
+        """The files ``paths`` as of ``rev`` (one ``git cat-file --batch``); missing or larger ones left out."""
+        if not paths or not _SHA.fullmatch(rev):
+            return {}
+        wanted = [p for p in paths if "\n" not in p]
+        request = "".join(f"{rev}:{p}\n" for p in wanted).encode()
+        _, out, _ = await _exec_git(
+            ["--git-dir", str(self.git_dir), "cat-file", "--batch"],
+            cwd=self.git_dir,
+            extra_env=None,
+            timeout=60,
+            input=request,
+        )
+        found: dict[str, bytes] = {}
+        pos = 0
+        for path in wanted:
+            nl = out.find(b"\n", pos)
+            if nl < 0:
+                break
+            header = out[pos:nl].split()
+            pos = nl + 1
+            if len(header) != 3 or header[1] != b"blob":
+                continue  # "<rev>:<path> missing", or a tree/submodule
+            size = int(header[2])
+            if size <= max_bytes:
+                found[path] = out[pos : pos + size]
+            pos += size + 1
+        return found
+
     async def diff(self, *, context: int = 3, base: str | None = None) -> str:
         """The unified diff from the merge base (or ``base``, e.g. a previously reviewed head) to head."""
         start = base if base is not None else (self.merge_base or self.base_sha)

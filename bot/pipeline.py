@@ -22,9 +22,10 @@ from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
-from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
+from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
 from bot.review import ReviewContext, build_review
-from bot.rules import run_rules
+from bot.rules import FileTexts, language_of, run_rules
+from bot.rules.syntax import GRAMMARS, MAX_PARSE_BYTES
 
 log = get_logger(__name__)
 
@@ -129,7 +130,8 @@ async def review_workspace(
         filters=inputs.filters,
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
-    rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
+    texts = await file_texts(ws, changeset, inputs.diff_base or ws.merge_base)
+    rule_findings = tuple(f for f in run_rules(changeset, texts) if _in_focus(f, inputs.focus))
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -185,6 +187,45 @@ async def review_workspace(
         agent=agent_result.status if agent_result else "off",
     )
     return ReviewOutcome(draft, changeset, agent_result, rule_findings)
+
+
+MAX_TREE_FILES = 500  # beyond this many changed code files, the structural checks read the hunks only
+
+
+async def file_texts(ws: Workspace, changeset: Changeset, base: str | None) -> dict[str, FileTexts]:
+    """Head and base text of the changed code files, for the syntax trees of the structural checks.
+
+    Heads come from the jailed workspace; bases (only of files that lose lines: the diff-aware checks'
+    input) from one ``git cat-file --batch``. Files over the parse cap are left out: the checks then
+    read their hunks.
+    """
+    code = [
+        fd
+        for fd in changeset.reviewable_files
+        if not fd.is_binary and fd.status != FileStatus.DELETED and language_of(fd.path) in GRAMMARS
+    ][:MAX_TREE_FILES]
+    if not code:
+        return {}
+    heads: dict[str, str] = {}
+    for fd in code:
+        lines = _read_jailed(ws.path.resolve(), fd.path)
+        if lines is not None:
+            text = "\n".join(lines)
+            if len(text) <= MAX_PARSE_BYTES:
+                heads[fd.path] = text
+    olds = {fd.path: fd.old_path or fd.path for fd in code if fd.deletions and fd.status != FileStatus.ADDED}
+    blobs = (
+        await ws.read_blobs(base, list(dict.fromkeys(olds.values())), MAX_PARSE_BYTES)
+        if base and olds
+        else {}
+    )
+    out: dict[str, FileTexts] = {}
+    for fd in code:
+        raw = blobs.get(olds.get(fd.path, ""))
+        base_text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n") if raw is not None else None
+        if fd.path in heads or base_text is not None:
+            out[fd.path] = FileTexts(heads.get(fd.path), base_text)
+    return out
 
 
 def _in_focus(finding: Finding, focus: tuple[Category, ...]) -> bool:

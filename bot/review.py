@@ -39,6 +39,9 @@ MIN_EVIDENCE = 3  # shorter evidence matches almost anywhere: it verifies nothin
 MAX_SKIPPED_LISTED = 10
 MAX_NOTE = 500  # notes and agent names come from config and providers: bounded so the footer stays small
 MAX_NOTES = 10
+# Findings less sure than this are not posted (precision wins over recall); the agent still gets the offline
+# ones as hints. Rules set their confidence per finding (bot.rules); the model states its own.
+MIN_CONFIDENCE = 0.6
 
 EMOJI = {
     Severity.CRITICAL: "🔴",
@@ -69,6 +72,7 @@ class ReviewContext:
     notes: tuple[str, ...] = ()  # extra human notes, e.g. config errors, "model unavailable"
     secrets: SecretSet | None = None
     already_posted: frozenset[str] = frozenset()  # fingerprints found in earlier comments: never repeat
+    min_confidence: float = MIN_CONFIDENCE
 
 
 # --- evidence ------------------------------------------------------------------------------------
@@ -430,6 +434,7 @@ def build_review(
 ) -> ReviewDraft:
     """The whole pure stage: findings from every reviewer → a draft GitHub cannot reject."""
     verified, dropped = verify_and_anchor(findings, changeset, read_head)
+    verified = [f for f in verified if f.confidence >= ctx.min_confidence]
     cleaned = [
         replace(
             f,
@@ -551,6 +556,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_COMMENT",
     "MAX_FILE_COMMENTS",
+    "MIN_CONFIDENCE",
     "ReviewContext",
     "build_review",
     "conclusion",

@@ -9,11 +9,12 @@ comments blanked, so no comment in the PR changes what is reported (P-01); only 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from bot.models import Changeset, FileDiff, FileStatus, Finding
 from bot.rules import authz, injection, migrations, orm, reliability, removed, secrets, security, sql, tokens
 from bot.rules.base import Check, Rule, Source, language_of
-from bot.rules.structural import FileTexts, StructCheck, run_structural
+from bot.rules.structural import FileTexts, ParseBudget, StructCheck, run_structural
 from bot.rules.syntax import GRAMMARS
 
 __all__ = ["RULES", "FileTexts", "Rule", "language_of", "run_rules"]
@@ -32,6 +33,7 @@ _STRUCT_CHECKS: tuple[StructCheck, ...] = (
     *orm.CHECKS,
     *removed.CHECKS,
 )
+_STRUCT_IDS = frozenset(c.rule.id for c in _STRUCT_CHECKS)
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS) + tuple(c.rule for c in _STRUCT_CHECKS)
 
 
@@ -52,12 +54,14 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
     whole files, diff-aware comparisons); without them the trees are built from the hunks alone.
     """
     findings: list[Finding] = []
+    budget = ParseBudget()
+    added: dict[str, str] = {}
     for fd in changeset.files:
         if not fd.reviewable or fd.is_binary or fd.status == FileStatus.DELETED:
             continue
         language = language_of(fd.path)
         if language in GRAMMARS:
-            findings.extend(_structural(changeset, fd, language, (texts or {}).get(fd.path)))
+            findings.extend(_structural(changeset, fd, language, (texts or {}).get(fd.path), budget, added))
         if fd.additions == 0:
             continue
         src = Source(fd, language)
@@ -95,22 +99,42 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
 
 
 def _one_per_line(findings: list[Finding]) -> list[Finding]:
-    """A structural and a line rule reporting the same defect on the same line: keep the surer one."""
-    best: dict[tuple[str, int, str], Finding] = {}
-    for f in findings:
-        key = (f.path, f.line, f.category.value)
-        if key not in best or f.confidence > best[key].confidence:
-            best[key] = f
-    keep = {id(f) for f in best.values()}
-    return [f for f in findings if id(f) in keep]
-
-
-def _structural(changeset: Changeset, fd: FileDiff, language: str, texts: FileTexts | None) -> list[Finding]:
+    """A line rule and a structural rule reporting the same defect on the same line: one finding, the line
+    rule's (its id is the established one), as sure as the surer of the two."""
+    line_rules: dict[tuple[str, int, str], int] = {}
     out: list[Finding] = []
-    elsewhere = _AddedElsewhere(changeset, fd.path)
-    for check, hit, unit in run_structural(fd, language, texts, _STRUCT_CHECKS, elsewhere):
+    for f in findings:
+        if f.source not in _STRUCT_IDS:
+            line_rules.setdefault((f.path, f.line, f.category.value), len(out))
+            out.append(f)
+    for f in findings:
+        if f.source in _STRUCT_IDS:
+            k = line_rules.get((f.path, f.line, f.category.value))
+            if k is None:
+                out.append(f)
+            elif f.confidence > out[k].confidence:
+                out[k] = replace(out[k], confidence=f.confidence)
+    out.sort(key=lambda f: (f.path, f.line, f.source))
+    return out
+
+
+def _structural(
+    changeset: Changeset,
+    fd: FileDiff,
+    language: str,
+    texts: FileTexts | None,
+    budget: ParseBudget,
+    added: dict[str, str],
+) -> list[Finding]:
+    out: list[Finding] = []
+    elsewhere = _AddedElsewhere(changeset, fd.path, added)
+    for check, hit, unit in run_structural(fd, language, texts, _STRUCT_CHECKS, elsewhere, budget):
         r = check.rule
-        body = f"{r.message} {hit.detail} {r.fix_for(language)}" if hit.detail else f"{r.message} {r.fix_for(language)}"
+        body = (
+            f"{r.message} {hit.detail} {r.fix_for(language)}"
+            if hit.detail
+            else f"{r.message} {r.fix_for(language)}"
+        )
         out.append(
             Finding(
                 path=fd.path,
@@ -128,22 +152,21 @@ def _structural(changeset: Changeset, fd: FileDiff, language: str, texts: FileTe
 
 
 class _AddedElsewhere:
-    """The code the change adds in its other files, lower-cased on first use: where a "removed" safeguard
-    may have moved to."""
+    """Code the change adds in files other than ``path``, lower-cased on first use (shared by every file):
+    where a "removed" safeguard may have moved to."""
 
-    def __init__(self, changeset: Changeset, path: str) -> None:
+    def __init__(self, changeset: Changeset, path: str, cache: dict[str, str]) -> None:
         self._changeset = changeset
         self._path = path
-        self._text: str | None = None
+        self._cache = cache  # path -> its added code, lower-cased
 
-    def __contains__(self, needle: str) -> bool:
-        if self._text is None:
-            self._text = "\n".join(
-                ln.text
-                for f in self._changeset.files
-                if f.path != self._path
-                for h in f.hunks
-                for ln in h.lines
-                if ln.kind == "+"
-            ).lower()
-        return needle.lower() in self._text
+    def __contains__(self, needle: object) -> bool:
+        if not isinstance(needle, str):
+            return False
+        if not self._cache:
+            for f in self._changeset.files:
+                self._cache[f.path] = "\n".join(
+                    ln.text for h in f.hunks for ln in h.lines if ln.kind == "+"
+                ).lower()
+        n = needle.lower()
+        return any(n in text for p, text in self._cache.items() if p != self._path)

@@ -19,12 +19,12 @@ from bot.models import Category, Severity
 from bot.rules.base import CODE, JS, PY, RUBY, rule
 from bot.rules.structural import (
     SHit,
+    first,
     StructCheck,
     Unit,
     arguments,
     call_name,
     calls,
-    keyword_args,
     positional_args,
 )
 from bot.rules.syntax import Def, find_all
@@ -158,7 +158,9 @@ def _express_handlers(unit: Unit) -> list[Handler]:
     out: list[Handler] = []
     for call in calls(tree.root, unit.language):
         recv, name = call_name(call, unit.language)
-        if name not in _EXPRESS_VERBS or not re.fullmatch(r"\w*(?:app|router|Router|api|routes|server|r)\w*", recv):
+        if name not in _EXPRESS_VERBS or not re.fullmatch(
+            r"\w*(?:app|router|Router|api|routes|server|r)\w*", recv
+        ):
             continue
         args = positional_args(call, unit.language)
         if len(args) < 2 or args[0].kind() not in ("string", "template_string"):
@@ -211,7 +213,9 @@ def _rails_handlers(unit: Unit) -> list[Handler]:
     for cls in tree.defs:
         if cls.kind != "class" or not cls.name.endswith("Controller"):
             continue
-        body = cls.node.field("body") or next((c for c in cls.node.children() if c.kind() == "body_statement"), None)
+        body = cls.node.field("body") or next(
+            (c for c in cls.node.children() if c.kind() == "body_statement"), None
+        )
         if body is None:
             continue
         filters: list[tuple[set[str] | None, set[str]]] = []  # (only, except) per auth filter
@@ -229,17 +233,24 @@ def _rails_handlers(unit: Unit) -> list[Handler]:
                 filters.append((only, exc or set()))
             if child.kind() == "call" and re.match(r"skip_before_action\b", t) and _AUTH_WORD.search(t):
                 only = _sym_list(t, "only")
-                filters.append(({"\0"} if only is None else set(), only or set()))  # skipped actions: unguarded
+                filters.append(
+                    ({"\0"} if only is None else set(), only or set())
+                )  # skipped actions: unguarded
         for m in find_all(body, "method"):
-            if m.parent() is None or m.parent().range().start.index != body.range().start.index:
+            parent = m.parent()
+            if parent is None or parent.range().start.index != body.range().start.index:
                 continue
             if private_from is not None and m.range().start.line > private_from:
                 continue
             name_node = m.field("name")
             name = name_node.text() if name_node is not None else ""
-            in_body = bool(re.search(r"\bauthorize!?\b|\bpolicy_scope\b|\bcan\?|\bauthorize_resource\b", m.text()))
+            in_body = bool(
+                re.search(r"\bauthorize!?\b|\bpolicy_scope\b|\bcan\?|\bauthorize_resource\b", m.text())
+            )
             guarded = in_body or any(
-                (only is None or name in only) and name not in exc for only, exc in filters if "\0" not in (only or ())
+                (only is None or name in only) and name not in exc
+                for only, exc in filters
+                if "\0" not in (only or ())
             )
             out.append(Handler(name, m, m.range().start.line, guarded, cls.qualname, False, m))
     return out
@@ -257,7 +268,9 @@ def handlers(unit: Unit) -> list[Handler]:
     if lang == "python":
         return _python_handlers(unit)
     if lang in ("javascript", "typescript"):
-        nest = _decorated_method_handlers(unit, _NEST_MAPPING, re.compile(r"@UseGuards\b|@Roles\b|@Auth\w*\b"))
+        nest = _decorated_method_handlers(
+            unit, _NEST_MAPPING, re.compile(r"@UseGuards\b|@Roles\b|@Auth\w*\b")
+        )
         return nest + _express_handlers(unit)
     if lang == "java":
         guard = re.compile(r"@(?:PreAuthorize|Secured|RolesAllowed|PostAuthorize)\b")
@@ -284,6 +297,7 @@ _MISSING_GUARD = rule(
         "javascript": "Add the auth middleware (or `@UseGuards(...)`) the other routes here use.",
         "ruby": "Cover the action with the `before_action` the other actions use (or call `authorize`).",
         "java": "Add the `@PreAuthorize`/`@Secured` annotation the other endpoints here carry.",
+        "go": "Wrap the handler in the auth middleware the other routes here use.",
     },
 )
 
@@ -298,15 +312,17 @@ def _missing_guard(unit: Unit) -> Iterator[SHit]:
             if h.guarded or _PUBLIC_NAME.match(h.name.strip("/").split("/")[-1] or "index"):
                 continue
             line = unit.added_in(h.node)
-            if line is None or line > h.head_line + 3 and h.head_line not in unit.added:
+            if line is None or (line > h.head_line + 3 and h.head_line not in unit.added):
                 continue  # an old handler edited inside: not new
             if h.head_line not in unit.added and not any(
                 i in unit.added for i in range(h.head_line, h.head_line + 2)
             ):
                 continue
-            sibs = [s for s in members if s is not h and not _PUBLIC_NAME.match(s.name.strip("/").split("/")[-1])]
+            sibs = [
+                s for s in members if s is not h and not _PUBLIC_NAME.match(s.name.strip("/").split("/")[-1])
+            ]
             old_sibs = [s for s in sibs if s.head_line not in unit.added]
-            if len(sibs) < 2 or not old_sibs or not all(s.guarded for s in sibs):
+            if len(sibs) < 2 or not all(s.guarded for s in sibs) or (not old_sibs and len(sibs) < 3):
                 continue
             if unit.language in JS and _express_router_guarded(unit, group):
                 continue
@@ -320,7 +336,8 @@ _SCOPE = re.compile(
     re.I,
 )
 _ID_FROM_REQUEST = re.compile(
-    r"\b(?:pk|id|\w+_id|\w+Id)\b|params\[:id\]|req\.params|request\.(?:GET|args|query_params|data)|params\[", re.I
+    r"\b(?:pk|id|\w+_id|\w+Id)\b|params\[:id\]|req\.params|request\.(?:GET|args|query_params|data)|params\[",
+    re.I,
 )
 _LOOKUPS = {
     "python": {"get", "get_object_or_404", "filter", "first_or_404", "get_or_404"},
@@ -371,17 +388,19 @@ def _idor(unit: Unit) -> Iterator[SHit]:
     tree = unit.head
     assert tree is not None
     found = _lookup_calls(unit)
-    old = [(c, s) for c, s in found if unit.added_in(c) is None]
-    if sum(1 for _, s in old if s) < 2 or any(not s for _, s in old):
-        return
     for call, scoped in found:
         line = unit.added_in(call)
         if scoped or line is None:
             continue
+        others = [s for c, s in found if c is not call]
+        if sum(others) < 2 or not all(others):
+            continue
         d = tree.enclosing(call.range().start.line)
         after = d.node.text() if d is not None else ""
         rest = after[after.find(call.text()) + len(call.text()) :] if call.text() in after else ""
-        if _SCOPE.search(rest) or re.search(r"authoriz|permission|has_perm|can\?|policy|forbid|40[34]", rest, re.I):
+        if _SCOPE.search(rest) or re.search(
+            r"authoriz|permission|has_perm|can\?|policy|forbid|40[34]", rest, re.I
+        ):
             continue  # ownership checked after the load
         yield SHit(line)
 
@@ -395,9 +414,14 @@ _MASS = rule(
     PY | JS | RUBY,
     "Every attribute the caller sends is written to the record, including ones they must not set (owner, "
     "role, is_admin, balance): mass assignment.",
-    "Copy only the fields this endpoint accepts (a serializer/schema with an explicit field list, or "
-    "`params.require(...).permit(...)` in Rails).",
+    "Copy only the fields this endpoint accepts (an explicit field list).",
     confidence=0.85,
+    fixes={
+        "python": "Validate through a serializer/form/schema with an explicit field list and save its "
+        "validated data.",
+        "javascript": "Pick the accepted fields (`const { name, email } = req.body`) or validate with a schema.",
+        "ruby": "Use `params.require(:model).permit(:field, ...)` with the accepted fields only.",
+    },
 )
 _PY_REQ_BODY = re.compile(
     r"^\*\*\s*(?:request\.(?:data|POST|GET|json|form|args|values|query_params)\b|request\.get_json\(\)"
@@ -428,8 +452,10 @@ def _mass(unit: Unit) -> Iterator[SHit]:
             if name in _WRITE_NAMES or (recv == "Object" and name == "assign"):
                 for a in args:
                     t = a.text()
-                    if _JS_REQ_BODY.match(t) or a.kind() == "object" and re.search(r"\.\.\.\s*req\.body\b", t):
-                        yield SHit(unit.added_in(a) or line, 0.85 if "body" in t else 0.75)
+                    if _JS_REQ_BODY.match(t) or (
+                        a.kind() == "object" and re.search(r"\.\.\.\s*req\.body\b", t)
+                    ):
+                        yield SHit(first(unit.added_in(a), line), 0.85 if "body" in t else 0.75)
         elif lang == "ruby":
             if name == "permit!":
                 yield SHit(line)
@@ -499,13 +525,20 @@ def _get_write(unit: Unit) -> Iterator[SHit]:
             m = re.match(r"(?:get|match)\b", t)
             if m is None or (t.startswith("match") and not re.search(r"via:\s*(?::get|\[:get\]|\"get\")", t)):
                 continue
-            if re.search(r"[#\"'/:](?:destroy|delete|remove|update|create)\b", t) and (ln := unit.added_in(call)):
+            if (
+                re.search(r"[#\"'/:](?:destroy|delete|remove|update|create)\b", t)
+                and (ln := unit.added_in(call)) is not None
+            ):
                 yield SHit(ln)
 
 
+_ROUTE_NEEDLES = ("route", ".get(", ".post(", ".put(", ".patch(", ".delete(", ".all(", "api_view", "view",
+                  "mapping", "def ", "@get", "@post", "@put", "@delete", "@patch", "action")  # fmt: skip
 CHECKS = (
-    StructCheck(_MISSING_GUARD, _missing_guard),
-    StructCheck(_IDOR, _idor),
-    StructCheck(_MASS, _mass),
-    StructCheck(_GET_WRITE, _get_write),
+    StructCheck(_MISSING_GUARD, _missing_guard, needles=_ROUTE_NEEDLES),
+    StructCheck(_IDOR, _idor, needles=("get", "find", "first", "filter", "take")),
+    StructCheck(
+        _MASS, _mass, needles=("**request", "req.body", "req.query", "req.params", "permit!", "__all__")
+    ),
+    StructCheck(_GET_WRITE, _get_write, needles=(*_ROUTE_NEEDLES, *(m.lower() for m in _MUTATORS))),
 )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from bot.models import Category, Severity
 from bot.rules.base import CODE, rule
 from bot.rules.structural import (
     SHit,
+    first,
     StructCheck,
     Unit,
     arguments,
@@ -27,6 +29,10 @@ from bot.rules.structural import (
     scope_of,
     unsafe_pieces,
 )
+from bot.rules.syntax import find_all
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ast_grep_py import SgNode
 
 _SQL_WORDS = re.compile(
     r"\b(?:select\s.+\sfrom|insert\s+into|update\s+\w[\w.\"`]*\s+set|delete\s+from|order\s+by|group\s+by|"
@@ -75,7 +81,9 @@ _REQUEST = re.compile(
     r"|\bgetParameter\(|\bquery_params\b|\bsearchParams\b|\b(?:sort|order|sort_by|order_by|sortBy|orderBy|"
     r"sort_field|sortField|direction|dir|column|field)\b",
 )
-_JAVA_REQUEST_PARAMS = re.compile(r"@(?:RequestParam|PathVariable|RequestBody|RequestHeader|QueryParam|PathParam)")
+_JAVA_REQUEST_PARAMS = re.compile(
+    r"@(?:RequestParam|PathVariable|RequestBody|RequestHeader|QueryParam|PathParam)"
+)
 
 _SQLI = rule(
     "sql-built-query",
@@ -93,25 +101,24 @@ _SQLI = rule(
         "identifiers and ORDER BY columns from an allow-list (or `psycopg.sql.Identifier`).",
         "javascript": "Use placeholders (`knex.raw('... ?', [v])`, `sequelize.query(sql, { replacements })`, "
         "`$queryRaw` tagged templates); allow-list sort columns.",
-        "go": "Use placeholders (`db.Query(\"... WHERE id = $1\", id)`, `db.Where(\"name = ?\", n)`); "
+        "go": 'Use placeholders (`db.Query("... WHERE id = $1", id)`, `db.Where("name = ?", n)`); '
         "allow-list ORDER BY columns.",
         "java": "Use a `PreparedStatement` / named parameters (`setParameter`); allow-list sort columns.",
-        "ruby": "Use placeholders (`where(\"name = ?\", n)`, `sanitize_sql_array`); pass `order` a hash "
+        "ruby": 'Use placeholders (`where("name = ?", n)`, `sanitize_sql_array`); pass `order` a hash '
         "built from an allow-list.",
     },
 )
 
 
-def _sql_arg(call_args: list, name: str, language: str) -> list:  # type: ignore[type-arg]
+def _sql_arg(call_args: list[SgNode], name: str, language: str) -> list[SgNode]:
     if not call_args:
         return []
-    if language == "go" and name.endswith("Context") or language == "go" and name in ("Select", "Get"):
-        # QueryContext(ctx, q, ...) / sqlx Select(&dest, q, ...): the query is the second argument
-        return call_args[1:2] if name.endswith("Context") else call_args[1:2]
+    if language == "go" and (name.endswith("Context") or name in ("Select", "Get")):
+        return call_args[1:2]  # QueryContext(ctx, q, ...) / sqlx Select(&dest, q, ...)
     return call_args[:1]
 
 
-def _resolve(unit: Unit, node, language: str, depth: int = 0):  # type: ignore[no-untyped-def]
+def _resolve(unit: Unit, node: SgNode, language: str, depth: int = 0) -> tuple[list[SgNode] | None, str]:
     """(dynamic parts, literal SQL text) of an argument, following plain variables in the same function."""
     tree = unit.head
     assert tree is not None
@@ -120,7 +127,7 @@ def _resolve(unit: Unit, node, language: str, depth: int = 0):  # type: ignore[n
         return parts, literal_text(node)
     if node.kind() in ("identifier",) and depth < 2:
         scope = scope_of(tree, node)
-        found: list = []  # type: ignore[type-arg]
+        found: list[SgNode] = []
         lits: list[str] = []
         for rhs in assignments_to(scope, node.text(), language, node.range().start.line):
             sub_parts, sub_lit = _resolve(unit, rhs, language, depth + 1)
@@ -139,7 +146,7 @@ def _resolve(unit: Unit, node, language: str, depth: int = 0):  # type: ignore[n
     return None, literal_text(node)
 
 
-def _leaves(node):  # type: ignore[no-untyped-def]
+def _leaves(node: SgNode) -> list[SgNode]:
     """The string expressions inside an ``extra()`` argument (lists, dicts and keyword values opened)."""
     k = node.kind()
     if k == "keyword_argument":
@@ -153,11 +160,11 @@ def _leaves(node):  # type: ignore[no-untyped-def]
     return [node]
 
 
-def _literal_like(node) -> bool:  # type: ignore[no-untyped-def]
+def _literal_like(node: SgNode) -> bool:
     return node.kind() in ("string", "template_string", "interpreted_string_literal", "string_literal")
 
 
-def _request_derived(text: str, unit: Unit, node) -> bool:  # type: ignore[no-untyped-def]
+def _request_derived(text: str, unit: Unit, node: SgNode) -> bool:
     if _REQUEST.search(text):
         return True
     if unit.language == "java" and unit.head is not None:
@@ -165,8 +172,11 @@ def _request_derived(text: str, unit: Unit, node) -> bool:  # type: ignore[no-un
         if d is not None:
             params = d.node.field("parameters")
             if params is not None and _JAVA_REQUEST_PARAMS.search(params.text()):
-                names = {p.field("name").text() for p in params.find_all(kind="formal_parameter")
-                         if p.field("name") is not None and _JAVA_REQUEST_PARAMS.search(p.text())}  # fmt: skip
+                names = {
+                    nm.text()
+                    for p in find_all(params, "formal_parameter")
+                    if (nm := p.field("name")) is not None and _JAVA_REQUEST_PARAMS.search(p.text())
+                }
                 return any(re.search(rf"\b{re.escape(n)}\b", text) for n in names)
     return False
 
@@ -183,7 +193,9 @@ def _sqli(unit: Unit) -> Iterator[SHit]:
             continue
         line = unit.added_in(call)
         if lang == "javascript" or lang == "typescript":
-            if name in ("all", "get", "run", "exec", "prepare") and not re.search(r"db|stmt|sql|conn", recv, re.I):
+            if name in ("all", "get", "run", "exec", "prepare") and not re.search(
+                r"db|stmt|sql|conn", recv, re.I
+            ):
                 continue  # Express app.get(...), Promise.all(...), regex.exec(...)
         args = positional_args(call, lang)
         targets = _sql_arg(args, name, lang)
@@ -199,7 +211,9 @@ def _sqli(unit: Unit) -> Iterator[SHit]:
                 if name in frag and not _literal_like(arg) and _request_derived(arg.text(), unit, arg):
                     if lang == "python" and name in ("text", "literal"):
                         continue  # text(var) with a plain variable: only flagged when built
-                    yield SHit(unit.added_in(arg) or line, 0.8, f"`{name}` receives request input unescaped.")
+                    yield SHit(
+                        first(unit.added_in(arg), line), 0.8, f"`{name}` receives request input unescaped."
+                    )
                 continue
             unsafe = unsafe_pieces(parts)
             if not unsafe:
@@ -213,4 +227,6 @@ def _sqli(unit: Unit) -> Iterator[SHit]:
             yield SHit(built_at if built_at is not None else line, conf)
 
 
-CHECKS = (StructCheck(_SQLI, _sqli),)
+_NEEDLES = ("execute", "query", "raw", "sql", "select", "where", "order", "text(", "extra(", "literal", "exec",
+            "prepare", "from", "group", "having", "join", "pluck", "fetch", "unsafe", "delete", "update", "insert")  # fmt: skip
+CHECKS = (StructCheck(_SQLI, _sqli, needles=_NEEDLES),)

@@ -32,6 +32,9 @@ _N1 = rule(
         "python": "Use `prefetch_related(...)`/`select_related(...)` (Django), `selectinload`/`joinedload` "
         "(SQLAlchemy), or `annotate(Count(...))` for counts.",
         "ruby": "Use `includes(...)`/`preload(...)`, or a counter cache for counts.",
+        "javascript": "Use `include` (Sequelize/Prisma) or `populate` (Mongoose) on the first query.",
+        "go": "Use `Preload(...)`/`Joins(...)` (GORM) or one query with a JOIN.",
+        "java": "Use `JOIN FETCH` or an `@EntityGraph` on the repository method.",
     },
 )
 # Manager calls that always query (a prefetched .all() is served from cache; these are not).
@@ -59,7 +62,9 @@ def _n_plus_one(unit: Unit) -> Iterator[SHit]:
                 continue
             source = it.text()
             if it.kind() == "identifier":
-                source = " ".join(r.text() for r in assignments_to(scope_of(tree, it), it.text(), lang, 10**9))
+                source = " ".join(
+                    r.text() for r in assignments_to(scope_of(tree, it), it.text(), lang, 10**9)
+                )
             if not _PY_QS.search(source) or _PY_EAGER.search(source):
                 continue
             yield from _py_relation_calls(unit, body, var.text(), 0.75)
@@ -83,19 +88,21 @@ def _n_plus_one(unit: Unit) -> Iterator[SHit]:
             block = call.field("block")
             if block is None:
                 continue
-            params = find_all(block, "block_parameters")
-            if not params:
+            block_params = find_all(block, "block_parameters")
+            if not block_params:
                 continue
-            var = params[0].text().strip("|").split(",")[0].strip()
+            item = block_params[0].text().strip("|").split(",")[0].strip()
             for inner in calls(block, lang):
                 r2, n2 = call_name(inner, lang)
-                if re.fullmatch(rf"{re.escape(var)}\.\w+", r2) and _RB_QUERYING.match(n2):
+                if re.fullmatch(rf"{re.escape(item)}\.\w+", r2) and _RB_QUERYING.match(n2):
                     if (ln := unit.added_in(inner)) is not None:
                         yield SHit(ln)
                         break
 
 
-def _py_relation_calls(unit: Unit, body: SgNode, var: str, conf: float, strict: bool = False) -> Iterator[SHit]:
+def _py_relation_calls(
+    unit: Unit, body: SgNode, var: str, conf: float, strict: bool = False
+) -> Iterator[SHit]:
     for call in calls(body, "python"):
         recv, name = call_name(call, "python")
         m = re.fullmatch(rf"{re.escape(var)}\.(\w+)(?:\.objects)?", recv)
@@ -121,7 +128,7 @@ _HASH_OUT = rule(
     CODE,
     "A password (or its hash) is put into a response or an output serializer: hashes leak to every client "
     "that can read this resource and can be cracked offline.",
-    "Leave password fields out of responses (`write_only=True`, `json:\"-\"`, an explicit field list).",
+    'Leave password fields out of responses (`write_only=True`, `json:"-"`, an explicit field list).',
     confidence=0.8,
 )
 _PW_KEY = re.compile(
@@ -152,8 +159,9 @@ def _hash_exposed(unit: Unit) -> Iterator[SHit]:
             if not re.search(r"\.\w*(?:password|passwd|digest|hash)\w*", value.text(), re.I):
                 continue  # the caller's own input echoed, or a form field: not a stored hash
             ctx = pair.parent()
-            outer = ctx.parent() if ctx is not None else None
-            around = (outer.parent().text()[:200] if outer is not None and outer.parent() is not None else "")
+            up = ctx.parent() if ctx is not None else None
+            upper = up.parent() if up is not None else None
+            around = upper.text()[:200] if upper is not None else ""
             if _RESPONSE.search(around) and (ln := unit.added_in(pair)) is not None:
                 yield SHit(ln)
     if lang == "python":
@@ -163,8 +171,8 @@ def _hash_exposed(unit: Unit) -> Iterator[SHit]:
             sup = cls.parent.node.field("superclasses")
             if sup is None or "Serializer" not in sup.text():
                 continue
-            outer = cls.parent.node.text()
-            if re.search(r"write_only\s*[\"']?\s*[:=]\s*True", outer):
+            serializer = cls.parent.node.text()
+            if re.search(r"write_only\s*[\"']?\s*[:=]\s*True", serializer):
                 continue
             for a in find_all(cls.node, "assignment"):
                 left = a.field("left")
@@ -213,7 +221,9 @@ _DB_CALL = re.compile(
     r"\.objects\.|\.execute\(|\bsession\.|\.query\(|\.save\(|\bcursor\b|\.commit\(|\.filter\(|\.get\(|\bdb\.|"
     r"\.find\w*\(|\.create\(|\.update\(|\.delete\(|\.Scan\(|\.QueryRow|\.First\(|\.Exec\("
 )
-_JS_NOT_FOUND = re.compile(r"\b(?:status\(\s*404|sendStatus\(\s*404|NotFoundException|return\s+null\b|return\s+\[\])")
+_JS_NOT_FOUND = re.compile(
+    r"\b(?:status\(\s*404|sendStatus\(\s*404|NotFoundException|return\s+null\b|return\s+\[\])"
+)
 
 
 def _db_error_masked(unit: Unit) -> Iterator[SHit]:
@@ -241,7 +251,11 @@ def _db_error_masked(unit: Unit) -> Iterator[SHit]:
         for tr in find_all(tree.root, "try_statement"):
             body = tr.field("body")
             handler = tr.field("handler")
-            if body is None or handler is None or not re.search(r"\bawait\b[^;\n]*" + _DB_CALL.pattern, body.text()):
+            if (
+                body is None
+                or handler is None
+                or not re.search(r"\bawait\b[^;\n]*" + _DB_CALL.pattern, body.text())
+            ):
                 continue
             ht = handler.text()
             if re.search(r"\bthrow\b|next\(\s*\w", ht) or not _JS_NOT_FOUND.search(ht):
@@ -265,7 +279,9 @@ def _db_error_masked(unit: Unit) -> Iterator[SHit]:
 
 
 CHECKS = (
-    StructCheck(_N1, _n_plus_one),
-    StructCheck(_HASH_OUT, _hash_exposed),
-    StructCheck(_SWALLOWED, _db_error_masked),
+    StructCheck(_N1, _n_plus_one, needles=("for ", "each", "map", "get_", "select", "sum", "collect")),
+    StructCheck(_HASH_OUT, _hash_exposed, needles=("password", "passwd", "digest", "pwd")),
+    StructCheck(
+        _SWALLOWED, _db_error_masked, needles=("except", "catch", "err != nil", "rescue", "404", "notfound")
+    ),
 )

@@ -27,7 +27,9 @@ class _Kind:
     strings: bool = False  # the safeguard lives in string text (headers): read strings too
 
 
-def _k(id: str, title: str, cat: Category, sev: Severity, what: str, fix: str, conf: float, pat: str) -> _Kind:
+def _k(
+    id: str, title: str, cat: Category, sev: Severity, what: str, fix: str, conf: float, pat: str
+) -> _Kind:
     msg = f"The change removes {what} that the base version had here, and nothing in the change replaces it."
     return _Kind(rule(id, title, cat, sev, CODE, msg, fix, conf), re.compile(pat, re.I))
 
@@ -41,7 +43,7 @@ KINDS = (
        r"|\bcheck_permissions?\b|\bcheck_object_permissions\b|\bhas_perms?\b|\bhas_object_permission\b"
        r"|@(?:PreAuthorize|Secured|RolesAllowed)\b|\bUseGuards\b|\bpolicy_scope\b|\bcan\?|\bjwt_required\b"
        r"|\buser_passes_test\b|\bstaff_member_required\b|\bis_(?:staff|superuser|admin)\b|\bisAdmin\b"
-       r"|\brequireAuth\w*|\bensure(?:Logged|Authenticated)\w*|\bverifyToken\b|\bcheckJwt\b|\bget_current_user\b"
+       r"|\brequire(?:Auth|Admin|Role|User|Login|Permission)\w*|\bensure(?:Logged|Authenticated)\w*|\bverifyToken\b|\bcheckJwt\b|\bget_current_user\b"
        r"|\bIsAuthenticated\b|\bIsAdminUser\b|\bIsOwner\w*"),
     _k("removed-rate-limit", "Rate limit removed", Category.SECURITY, Severity.MEDIUM,
        "a throttle / rate limit", "Restore the limit (or apply an equivalent one) on this endpoint.", 0.8,
@@ -114,7 +116,17 @@ def _removed(unit: Unit, kind: _Kind) -> Iterator[SHit]:
 
 
 def _check(kind: _Kind) -> StructCheck:
-    return StructCheck(kind.rule, lambda unit: _removed(unit, kind), any_line=True)
+    needles = tuple(
+        sorted(
+            {
+                w.lower()
+                for w in re.findall(r"[A-Za-z_]{4,}", re.sub(r"\\[a-zA-Z]", " ", kind.pattern.pattern))
+            }
+        )
+    )
+    return StructCheck(
+        kind.rule, lambda unit: _removed(unit, kind), any_line=True, needles=needles, on_removed=True
+    )
 
 
 CHECKS = tuple(_check(k) for k in KINDS)

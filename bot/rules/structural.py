@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.models import FileDiff, FileStatus
 from bot.rules.base import Rule, is_migration_path, is_test_path
-from bot.rules.syntax import Def, Tree, find_all, has, parse
+from bot.rules.syntax import MAX_TOTAL_PARSE_BYTES, Def, Tree, find_all, has, parse, parseable
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ast_grep_py import SgNode
@@ -46,6 +46,10 @@ class StructCheck:
     run: Callable[[Unit], Iterable[SHit]]
     skip_tests: bool = True
     any_line: bool = False  # may anchor on a context line of a hunk (diff-aware findings)
+    # Lower-case substrings one of which the added (or, with ``on_removed``, removed) lines must hold for
+    # the check to run at all: most changed files are never parsed.
+    needles: tuple[str, ...] = ()
+    on_removed: bool = False
 
 
 def _rebuild(fd: FileDiff, side: str) -> str:
@@ -63,12 +67,31 @@ def _rebuild(fd: FileDiff, side: str) -> str:
     return "\n".join(out)
 
 
+class ParseBudget:
+    """Characters the syntax trees of one review may still cover (head and base together)."""
+
+    def __init__(self, limit: int = MAX_TOTAL_PARSE_BYTES) -> None:
+        self.left = limit
+
+    def take(self, text: str | None) -> bool:
+        if text is None or len(text) > self.left:
+            return False
+        self.left -= len(text)
+        return True
+
+
 class Unit:
     """One changed file as the structural checks see it."""
 
     def __init__(
-        self, fd: FileDiff, language: str, texts: FileTexts | None, added_elsewhere: Container[str] = ()
+        self,
+        fd: FileDiff,
+        language: str,
+        texts: FileTexts | None,
+        added_elsewhere: Container[object] = (),
+        budget: ParseBudget | None = None,
     ) -> None:
+        self.budget = budget or ParseBudget()
         self.fd = fd
         self.path = fd.path
         self.language = language
@@ -77,29 +100,34 @@ class Unit:
         self._texts = texts or FileTexts()
         self.added_elsewhere = added_elsewhere  # `x in it`: x is added in another file (moved, not removed)
         self.added: set[int] = set()
-        self.hunk_lines: list[list[int]] = []  # per hunk: its right-side lines (0-based)
         self.removed: list[tuple[int, int]] = []  # (base line, hunk index), 0-based
+        added_text: list[str] = []
+        removed_text: list[str] = []
         for hid, h in enumerate(fd.hunks):
-            right = []
             for ln in h.lines:
-                if ln.new_no is not None and ln.kind != "-":
-                    right.append(ln.new_no - 1)
-                    if ln.kind == "+":
-                        self.added.add(ln.new_no - 1)
+                if ln.kind == "+" and ln.new_no is not None:
+                    self.added.add(ln.new_no - 1)
+                    added_text.append(ln.text)
                 elif ln.kind == "-" and ln.old_no is not None:
                     self.removed.append((ln.old_no - 1, hid))
-            self.hunk_lines.append(right)
+                    removed_text.append(ln.text)
+        self.added_lower = "\n".join(added_text).lower()
+        self.removed_lower = "\n".join(removed_text).lower()
 
     @cached_property
     def head(self) -> Tree | None:
         text = self._texts.head if self._texts.head is not None else _rebuild(self.fd, "+")
+        if not parseable(text) or not self.budget.take(text):
+            return None
         return parse(text, self.language, self.path)
 
     @cached_property
     def base(self) -> Tree | None:
-        if self.fd.status == FileStatus.ADDED or not self.removed and self._texts.base is None:
+        if self.fd.status == FileStatus.ADDED or (not self.removed and self._texts.base is None):
             return None
         text = self._texts.base if self._texts.base is not None else _rebuild(self.fd, "-")
+        if not parseable(text) or not self.budget.take(text):
+            return None
         return parse(text, self.language, self.path)
 
     def head_line(self, i: int) -> str:
@@ -312,7 +340,9 @@ def _stringy(node: SgNode, language: str) -> bool:
     return False
 
 
-_CONSTANT = re.compile(r"^(?:[A-Z][A-Z0-9_]*|\d+(?:\.\d+)?|True|False|None|nil|null|true|false|self\.[A-Z_]+)$")
+_CONSTANT = re.compile(
+    r"^(?:[A-Z][A-Z0-9_]*|\d+(?:\.\d+)?|True|False|None|nil|null|true|false|self\.[A-Z_]+)$"
+)
 _SAFE_PIECE = re.compile(
     r"placeholder|\bquote_name\b|\bquote_ident\b|\bsql\.Identifier\b|\bIdentifier\(|\bquoteIdentifier|"
     r"\bconnection\.ops\.|\b(?:int|len|float|count)\s*\(|\.length\b|\.size\b|\bstrconv\.Itoa\b|\bInteger\.|"
@@ -362,21 +392,30 @@ def scope_of(tree: Tree, node: SgNode) -> SgNode:
     return d.node if d is not None else tree.root
 
 
+def first(*lines: int | None) -> int:
+    """The first of ``lines`` that is set (line 0 is a line, not a missing one)."""
+    return next(x for x in lines if x is not None)
+
+
 def run_structural(
     fd: FileDiff,
     language: str,
     texts: FileTexts | None,
     checks: Iterable[StructCheck],
-    added_elsewhere: Container[str] = (),
+    added_elsewhere: Container[object] = (),
+    budget: ParseBudget | None = None,
 ) -> Iterator[tuple[StructCheck, SHit, Unit]]:
-    unit = Unit(fd, language, texts, added_elsewhere)
-    if unit.head is None:
-        return
+    unit = Unit(fd, language, texts, added_elsewhere, budget)
     for check in checks:
         if check.skip_tests and unit.is_test:
             continue
         if check.rule.languages and language not in check.rule.languages:
             continue
+        text = unit.removed_lower if check.on_removed else unit.added_lower
+        if check.needles and not any(n in text for n in check.needles):
+            continue
+        if unit.head is None:
+            return
         seen: set[int] = set()
         for hit in check.run(unit):
             if hit.line in seen:

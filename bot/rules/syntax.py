@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ast_grep_py import SgNode
 
-MAX_PARSE_BYTES = 1_000_000
+MAX_PARSE_BYTES = 500_000  # per file
+MAX_TOTAL_PARSE_BYTES = 3_000_000  # per review: past it, the remaining files get the line rules only
 MAX_AVG_LINE = 400  # longer average lines: minified or generated, not hand-written backend code
 
 GRAMMARS = {
@@ -219,7 +220,7 @@ def callee(call: SgNode) -> str:
     for f in lang_fields:
         c = call.field(f)
         if c is not None:
-            if call.kind() == "method_invocation" or call.kind() == "call" and f == "method":
+            if call.kind() == "method_invocation" or (call.kind() == "call" and f == "method"):
                 obj = call.field("object") or call.field("receiver")
                 return (obj.text() + "." if obj is not None else "") + c.text()
             return c.text()

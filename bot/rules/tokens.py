@@ -16,6 +16,7 @@ from bot.models import Category, Severity
 from bot.rules.base import CODE, rule
 from bot.rules.structural import (
     SHit,
+    first,
     StructCheck,
     Unit,
     arguments,
@@ -37,11 +38,11 @@ _WEAKENED = rule(
     "Verify the signature with a key of a pinned algorithm and keep the expiry, audience and issuer checks on.",
     confidence=0.85,
     fixes={
-        "python": "Call `jwt.decode(token, key, algorithms=[\"RS256\"], audience=..., issuer=...)` and drop the "
+        "python": 'Call `jwt.decode(token, key, algorithms=["RS256"], audience=..., issuer=...)` and drop the '
         "`verify_*: False` options.",
         "javascript": "Call `jwt.verify(token, key, { algorithms: ['RS256'], audience, issuer })`; never "
         "`ignoreExpiration` or `jwt.decode` for authentication.",
-        "go": "Pass `jwt.WithValidMethods([]string{\"RS256\"})` (or check `token.Method` in the key function) "
+        "go": 'Pass `jwt.WithValidMethods([]string{"RS256"})` (or check `token.Method` in the key function) '
         "and keep claims validation on.",
         "ruby": "Call `JWT.decode(token, key, true, { algorithm: 'RS256', verify_iss: true, ... })`.",
         "java": "Use `Jwts.parser().verifyWith(key).build().parseSignedClaims(token)` (never the unsecured or "
@@ -56,10 +57,6 @@ _OFF_OPTIONS = re.compile(
 _PUBLIC_KEY = re.compile(r"public|pub_?key|cert|jwks|\bpem\b", re.I)
 
 
-def _line(unit: Unit, call) -> int | None:  # type: ignore[no-untyped-def]
-    return unit.added_in(call)
-
-
 def _weakened(unit: Unit) -> Iterator[SHit]:
     tree = unit.head
     assert tree is not None
@@ -69,32 +66,34 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
         recv, name = call_name(call, lang)
         if not name:
             continue
-        line = _line(unit, call)
+        line = unit.added_in(call)
         if line is None:
             continue
         text = call.text()
         rl = recv.lower()
         if lang == "python":
-            if name == "decode" and "jwt" in rl or name == "decode" and rl.endswith("jws"):
+            if (name == "decode" and "jwt" in rl) or (name == "decode" and rl.endswith("jws")):
                 kw = keyword_args(call, lang)
                 opts = kw.get("options")
                 if opts is not None and (m := _OFF_OPTIONS.search(opts.text())):
-                    yield SHit(unit.added_in(opts) or line, None, f"`{m.group(1)}` is switched off.")
+                    yield SHit(first(unit.added_in(opts), line), None, f"`{m.group(1)}` is switched off.")
                 alg = kw.get("algorithms")
                 if alg is not None and "get_unverified_header" in alg.text():
                     yield SHit(line, 0.9, "The algorithm list is read from the token's own header.")
-            elif name == "get_unverified_claims" or name == "decode_complete" and "verify_signature" in text:
+            elif name == "get_unverified_claims" or (
+                name == "decode_complete" and "verify_signature" in text
+            ):
                 yield SHit(line, 0.75, "Its claims are read without verifying the signature.")
-            elif name == "verify_oauth2_token" or name == "verify_token" and "id_token" in rl:
+            elif name == "verify_oauth2_token" or (name == "verify_token" and "id_token" in rl):
                 if len(positional_args(call, lang)) < 3 and "audience" not in keyword_args(call, lang):
                     yield SHit(line, 0.8, "The identity token is verified without an audience.")
         elif lang in ("javascript", "typescript"):
             if name == "verify" and re.search(r"\b(?:jwt|jsonwebtoken|jws)\b", rl):
                 args = positional_args(call, lang)
-                opts = args[2].text() if len(args) > 2 else ""
-                if re.search(r"ignoreExpiration\s*:\s*true|ignoreNotBefore\s*:\s*true", opts):
+                options = args[2].text() if len(args) > 2 else ""
+                if re.search(r"ignoreExpiration\s*:\s*true|ignoreNotBefore\s*:\s*true", options):
                     yield SHit(line, None, "`ignoreExpiration` accepts expired tokens.")
-                elif len(args) > 1 and _PUBLIC_KEY.search(args[1].text()) and "algorithms" not in opts:
+                elif len(args) > 1 and _PUBLIC_KEY.search(args[1].text()) and "algorithms" not in options:
                     yield SHit(line, 0.75, "No `algorithms` with a public key allows HS256 key confusion.")
             elif name == "decodeJwt" and "jwtVerify" not in file_text:
                 yield SHit(line, 0.75, "`decodeJwt` reads the claims without verifying the signature.")
@@ -106,8 +105,12 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
                 if "WithValidMethods" in text:
                     continue
                 keyfunc = next((a for a in arguments(call) if a.kind() == "func_literal"), None)
-                if keyfunc is not None and not re.search(r"\.Method\b|SigningMethod|\.Alg\(\)", keyfunc.text()):
-                    yield SHit(line, 0.8, "The key function never checks `token.Method`: algorithm confusion.")
+                if keyfunc is not None and not re.search(
+                    r"\.Method\b|SigningMethod|\.Alg\(\)", keyfunc.text()
+                ):
+                    yield SHit(
+                        line, 0.8, "The key function never checks `token.Method`: algorithm confusion."
+                    )
             elif name == "WithoutClaimsValidation":
                 yield SHit(line, None, "Claims (expiry, not-before) are not validated.")
         elif lang == "ruby":
@@ -121,14 +124,22 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
         elif lang == "java":
             if name in ("parseClaimsJwt", "parseUnsecuredClaims", "unsecured", "parseUnsecuredContent"):
                 yield SHit(line, None, f"`{name}` accepts unsigned tokens.")
-            elif name == "parse" and "Jwts.parser" in recv and "SigningKey" not in recv and "verifyWith" not in recv:
+            elif (
+                name == "parse"
+                and "Jwts.parser" in recv
+                and "SigningKey" not in recv
+                and "verifyWith" not in recv
+            ):
                 yield SHit(line, 0.75, "No verification key is set on the parser.")
             elif name == "getJWTClaimsSet" and "SignedJWT.parse" in recv and ".verify(" not in file_text:
                 yield SHit(line, 0.75, "The claims are read without `verify(...)`.")
     if lang == "go":
         for kv in find_all(tree.root, "keyed_element"):
-            if re.match(r"\s*SkipClaimsValidation\s*:\s*true", kv.text()) and (ln := unit.added_in(kv)) is not None:
+            if (
+                re.match(r"\s*SkipClaimsValidation\s*:\s*true", kv.text())
+                and (ln := unit.added_in(kv)) is not None
+            ):
                 yield SHit(ln, None, "Claims (expiry, not-before) are not validated.")
 
 
-CHECKS = (StructCheck(_WEAKENED, _weakened),)
+CHECKS = (StructCheck(_WEAKENED, _weakened, needles=("jwt", "jws", "token", "claims")),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.rules import RULES
+from tests.rules import structural_cases
 from tests.rules.util import findings, hits
 
 # (rule id, path, code, 1-based line that must be flagged)
@@ -717,6 +718,10 @@ CLEAN: list[tuple[str, str, str]] = [
 ]
 
 
+FLAG += structural_cases.FLAG
+CLEAN += structural_cases.CLEAN
+
+
 def _case_id(case: tuple[str, ...]) -> str:
     return f"{case[0]}:{case[1]}"
 
@@ -739,8 +744,8 @@ def test_rule_leaves_clean_code_alone(case: tuple[str, str, str]) -> None:
 
 
 def test_every_rule_has_flag_and_clean_cases() -> None:
-    flagged = {c[0] for c in FLAG}
-    clean = {c[0] for c in CLEAN}
+    flagged = {c[0] for c in FLAG + structural_cases.REMOVED_FLAG}
+    clean = {c[0] for c in CLEAN + structural_cases.REMOVED_CLEAN}
     ids = {r.id for r in RULES}
     assert ids - flagged == set()
     assert ids - clean == set()

@@ -1,0 +1,102 @@
+"""The structural layer: diff-aware rules, full-file texts, caps, confidence (cases in structural_cases.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.models import Changeset, FileStatus
+from bot.rules import FileTexts, run_rules
+from bot.rules.syntax import MAX_PARSE_BYTES, parse
+from tests.rules.structural_cases import ALSO_LINE_RULES, REMOVED_CLEAN, REMOVED_FLAG
+from tests.rules.util import changeset, file_diff
+
+
+def _removed_findings(path: str, diff: str) -> list[tuple[str, int, str]]:
+    cs = changeset(file_diff(path, diff, marked=True, status=FileStatus.MODIFIED))
+    return [(f.source, f.line, f.evidence) for f in run_rules(cs)]
+
+
+@pytest.mark.parametrize("case", REMOVED_FLAG, ids=lambda c: f"{c[0]}:{c[1]}")
+def test_removed_safeguard_is_flagged_on_the_nearest_right_side_line(case: tuple[str, str, str, int]) -> None:
+    rule_id, path, diff, line = case
+    found = [(ln, ev) for r, ln, ev in _removed_findings(path, diff) if r == rule_id]
+    head = [t[1:] for t in diff.split("\n") if not t.startswith("-")]
+    assert found == [(line, head[line - 1].rstrip())], found
+
+
+@pytest.mark.parametrize("case", REMOVED_CLEAN, ids=lambda c: f"{c[0]}:{c[1]}")
+def test_removed_safeguard_not_flagged_when_moved_or_only_a_comment(case: tuple[str, str, str]) -> None:
+    rule_id, path, diff = case
+    assert not [r for r, _, _ in _removed_findings(path, diff) if r == rule_id]
+
+
+def test_a_safeguard_moved_to_another_changed_file_is_not_removed() -> None:
+    view = file_diff(
+        "app/views.py",
+        ' @app.route("/login", methods=["POST"])\n-@limiter.limit("5/minute")\n def login():\n     return auth()',
+        marked=True,
+        status=FileStatus.MODIFIED,
+    )
+    assert {f.source for f in run_rules(changeset(view))} == {"removed-rate-limit"}
+    moved = file_diff("app/middleware.py", 'LIMITS = {"/login": limiter.limit("5/minute")}')
+    assert "removed-rate-limit" not in {f.source for f in run_rules(changeset(view, moved))}
+
+
+def test_full_texts_give_the_checks_what_the_hunks_do_not_show() -> None:
+    """A removed decorator whose function lies outside the hunk: only the full base and head say so."""
+    base = '@app.route("/x")\n@login_required\ndef x():\n' + "    a = 1\n" * 20 + "    return a\n"
+    head = '@app.route("/x")\ndef x():\n' + "    a = 1\n" * 20 + "    return a\n"
+    fd = file_diff("app/views.py", ' @app.route("/x")\n-@login_required\n def x():', marked=True,
+                   status=FileStatus.MODIFIED)  # fmt: skip
+    cs = Changeset("a" * 40, "b" * 40, (fd,))
+    with_texts = run_rules(cs, {"app/views.py": FileTexts(head, base)})
+    assert [(f.source, f.line) for f in with_texts] == [("removed-auth-check", 2)]
+
+
+def test_sql_built_in_a_variable_on_an_unchanged_call_is_found_where_it_is_built() -> None:
+    diff = (
+        " def f(request):\n+    sql = 'SELECT * FROM t ORDER BY ' + request.GET['s']\n"
+        "     cursor.execute(sql)"
+    )
+    cs = changeset(file_diff("app/views.py", diff, marked=True, status=FileStatus.MODIFIED))
+    assert ("sql-built-query", 2) in {(f.source, f.line) for f in run_rules(cs)} | {
+        ("sql-built-query", f.line) for f in run_rules(cs) if f.source == "py-sql-format"
+    }
+
+
+def test_strings_and_comments_neither_add_nor_hide_structural_findings() -> None:
+    code = (
+        'doc = "cursor.execute(\\"SELECT * FROM t ORDER BY \\" + sort)"\n'
+        "# cursor.execute('SELECT * FROM t ORDER BY ' + sort)\n"
+    )
+    assert not run_rules(changeset(file_diff("app/views.py", code)))
+    hidden = "cursor.execute(  # the sort is validated\n    'SELECT * FROM t ORDER BY ' + sort  # )\n)"
+    assert {f.source for f in run_rules(changeset(file_diff("app/x.py", hidden)))} & {
+        "sql-built-query",
+        "py-sql-format",
+    }
+
+
+def test_huge_and_minified_files_are_not_parsed() -> None:
+    assert parse("x = 1\n" * (MAX_PARSE_BYTES // 6 + 1), "python") is None
+    assert parse("var a=" + "1+" * 10_000 + "1;", "javascript") is None  # one long line: minified
+    assert parse("x = 1\n", "python") is not None
+
+
+def test_a_20_mb_one_line_file_is_skipped_quickly() -> None:
+    line = "const q = `SELECT * FROM t WHERE a = ${x}`;" * (20_000_000 // 44)
+    fd = file_diff("web/app.js", line)
+    started = time.perf_counter()
+    run_rules(changeset(fd), {"web/app.js": FileTexts(line, None)})
+    # not a speed assertion (bench/ measures): the structural layer must not even parse it
+    assert parse(line, "javascript") is None
+    assert time.perf_counter() - started >= 0
+
+
+@pytest.mark.parametrize("case", ALSO_LINE_RULES, ids=lambda c: f"{c[0]}:{c[1]}")
+def test_a_defect_both_layers_see_is_one_finding(case: tuple[str, str, str, int]) -> None:
+    _, path, code, line = case
+    on_line = [f for f in run_rules(changeset(file_diff(path, code))) if f.line == line]
+    assert len(on_line) == 1 and on_line[0].category.value == "database", on_line
