@@ -102,6 +102,18 @@ def run_case(case: Case, *, offline: bool) -> CaseScore:
         return score_case(case, posted, changed_files=changed, raw_hits=raw)
 
 
+def show_expected(case: Case, *, offline: bool) -> None:
+    """For checking the case list by eye: the head lines every expected range points at."""
+    head = side_files(case, case.head, offline=offline)
+    for e in case.expected:
+        print(f"== {case.name}: {e.file} {e.start}-{e.end} ({e.category})")
+        lines = head.get(e.file, b"").decode("utf-8", "replace").splitlines()
+        if not lines:
+            print("   !! file not in the head")
+        for n in range(e.start, min(e.end, len(lines)) + 1):
+            print(f"   {n:5d} {lines[n - 1][:150]}")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:5.1f} %"
 
@@ -173,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--offline-only", action="store_true", help="use cached downloads only")
     parser.add_argument("--show-false", action="store_true", help="list every false posted finding")
+    parser.add_argument(
+        "--show-expected",
+        action="store_true",
+        help="print the head lines each expected range covers, then exit",
+    )
     parser.add_argument("--cases-file", type=Path, default=CASES_FILE)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.getLogger("bot").setLevel(logging.WARNING)  # the per-review "assembled" lines are noise here
@@ -182,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
         cases = [c for c in cases if c.name in args.case]
+    if args.show_expected:
+        for case in cases:
+            show_expected(case, offline=args.offline_only)
+        return
     started = time.perf_counter()
     scores = []
     for case in cases:
