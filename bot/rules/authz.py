@@ -322,11 +322,17 @@ def _missing_guard(unit: Unit) -> Iterator[SHit]:
                 s for s in members if s is not h and not _PUBLIC_NAME.match(s.name.strip("/").split("/")[-1])
             ]
             old_sibs = [s for s in sibs if s.head_line not in unit.added]
-            if len(sibs) < 2 or not all(s.guarded for s in sibs) or (not old_sibs and len(sibs) < 3):
+            if not sibs or not all(s.guarded for s in sibs) or (not old_sibs and len(sibs) < 3):
                 continue
             if unit.language in JS and _express_router_guarded(unit, group):
                 continue
-            yield SHit(h.head_line, 0.8 if len(sibs) >= 3 else 0.7, f"Its {len(sibs)} siblings are guarded.")
+            conf = 0.8 if len(sibs) >= 3 else 0.7 if len(sibs) == 2 else 0.65
+            said = (
+                f"Its {len(sibs)} siblings are guarded."
+                if len(sibs) > 1
+                else "The other handler here is guarded."
+            )
+            yield SHit(h.head_line, conf, said)
 
 
 # IDOR: an object loaded by an id from the request, unscoped, where the file's other lookups are scoped.
@@ -362,12 +368,13 @@ _IDOR = rule(
 )
 
 
-def _lookup_calls(unit: Unit) -> list[tuple[SgNode, bool]]:
+def _lookup_calls(unit: Unit) -> list[tuple[SgNode, bool, bool]]:
+    """Every ORM lookup of the file: (call, scoped to an owner/tenant, keyed by an id from the caller)."""
     tree = unit.head
     assert tree is not None
     lang = unit.language
     names = _LOOKUPS.get(lang, set())
-    out: list[tuple[SgNode, bool]] = []
+    out: list[tuple[SgNode, bool, bool]] = []
     for call in calls(tree.root, lang):
         recv, name = call_name(call, lang)
         if name not in names:
@@ -377,10 +384,8 @@ def _lookup_calls(unit: Unit) -> list[tuple[SgNode, bool]]:
         if lang == "ruby" and not re.match(r"^[A-Z]|current_user|@\w+", recv):
             continue
         args_text = " ".join(a.text() for a in arguments(call))
-        if not _ID_FROM_REQUEST.search(args_text):
-            continue
         scoped = bool(_SCOPE.search(recv) or _SCOPE.search(args_text))
-        out.append((call, scoped))
+        out.append((call, scoped, bool(_ID_FROM_REQUEST.search(args_text))))
     return out
 
 
@@ -388,13 +393,13 @@ def _idor(unit: Unit) -> Iterator[SHit]:
     tree = unit.head
     assert tree is not None
     found = _lookup_calls(unit)
-    for call, scoped in found:
+    for call, scoped, by_id in found:
         line = unit.added_in(call)
-        if scoped or line is None:
+        if scoped or not by_id or line is None:
             continue
-        others = [s for c, s in found if c is not call]
-        if sum(others) < 2 or not all(others):
-            continue
+        others = [(s, i) for c, s, i in found if c is not call]
+        if not any(s for s, _ in others) or any(i and not s for s, i in others):
+            continue  # no sibling is scoped, or another id lookup is unscoped too: not this file's convention
         d = tree.enclosing(call.range().start.line)
         after = d.node.text() if d is not None else ""
         rest = after[after.find(call.text()) + len(call.text()) :] if call.text() in after else ""
@@ -432,7 +437,9 @@ _WRITE_NAMES = {"create", "update", "update_or_create", "get_or_create", "filter
                 "insert", "findOneAndUpdate", "updateOne", "updateMany", "findByIdAndUpdate", "upsert", "set",
                 "assign", "save", "insertOne", "bulkCreate", "update_attributes", "update!", "create!",
                 "assign_attributes", "find", "findOne", "where", "findAll"}  # fmt: skip
-_SENSITIVE_MODEL = re.compile(r"\b(?:User|Account|Profile|Member|Customer|Employee|Admin|Tenant)\b")
+_SENSITIVE_MODEL = re.compile(
+    r"\b(?:User|Account|Profile|Member|Customer|Employee|Admin|Tenant)\b|get_user_model\(|AUTH_USER_MODEL"
+)
 
 
 def _mass(unit: Unit) -> Iterator[SHit]:
@@ -502,17 +509,32 @@ _NOT_DATA = re.compile(
 )
 
 
+def _mutates(node: SgNode, lang: str) -> bool:
+    for call in calls(node, lang):
+        recv, name = call_name(call, lang)
+        if name not in _MUTATORS or not recv or _NOT_DATA.search(recv):
+            continue
+        if name == "commit" and "session" not in recv and "db" not in recv:
+            continue
+        return True
+    return False
+
+
 def _get_write(unit: Unit) -> Iterator[SHit]:
     lang = unit.language
+    tree = unit.head
+    assert tree is not None
+    helpers = {d.name: d.node for d in tree.defs if d.kind == "function" and d.parent is None}
     for h in handlers(unit):
         if not h.is_get or h.body is None:
             continue
         for call in calls(h.body, lang):
             recv, name = call_name(call, lang)
-            if name not in _MUTATORS or _NOT_DATA.search(recv) or not recv:
-                continue
-            if name == "commit" and "session" not in recv and "db" not in recv:
-                continue
+            if recv or name not in helpers or helpers[name] is h.node:
+                if not _mutates(call, lang) or call.text().count("(") > 3:
+                    continue
+            elif not _mutates(helpers[name], lang):
+                continue  # a same-file helper called from the handler: one level deep
             line = unit.added_in(call)
             if line is not None:
                 yield SHit(line)

@@ -75,6 +75,11 @@ def _n_plus_one(unit: Unit) -> Iterator[SHit]:
             params = d.node.field("parameters")
             if sup is None or "Serializer" not in sup.text() or params is None:
                 continue
+            declared = re.findall(
+                r"^\s*(\w+)\s*=\s*(?:serializers\.)?SerializerMethodField\(", d.parent.node.text(), re.M
+            )
+            if d.name.removeprefix("get_") not in declared:
+                continue  # a helper, not the getter of a SerializerMethodField
             names = [p.text() for p in params.children() if p.kind() == "identifier"]
             if len(names) >= 2 and (body := d.node.field("body")) is not None:
                 yield from _py_relation_calls(unit, body, names[1], 0.7, strict=True)
@@ -109,6 +114,8 @@ def _py_relation_calls(
         if m is None or not _PY_QUERYING.match(name):
             continue
         attr = m.group(1)
+        if attr.startswith("_"):
+            continue  # _default_manager, _meta: model-level, not a relation of this row
         if name in ("get", "values", "first", "last") and not attr.endswith("_set"):
             continue  # obj.data.get(...) on a dict field, obj.items.first() on a list
         if strict and name in ("all", "count"):
@@ -174,13 +181,18 @@ def _hash_exposed(unit: Unit) -> Iterator[SHit]:
             serializer = cls.parent.node.text()
             if re.search(r"write_only\s*[\"']?\s*[:=]\s*True", serializer):
                 continue
+            body = cls.node.text()
+            user_model = re.search(r"model\s*=\s*(?:\w+\.)*(?:User|get_user_model\(\))", body) is not None
+            if re.search(r"exclude\s*=[^\n]*password", body):
+                continue
             for a in find_all(cls.node, "assignment"):
                 left = a.field("left")
                 right = a.field("right")
                 if left is None or right is None or left.text() != "fields":
                     continue
                 items = [s.strip("'\" ") for s in re.findall(r"[\"'][^\"']+[\"']", right.text())]
-                if any(_PW_KEY.match(x) for x in items) and (ln := unit.added_in(a)) is not None:
+                every = items == ["__all__"] and user_model  # the user model's every field: its hash too
+                if (every or any(_PW_KEY.match(x) for x in items)) and (ln := unit.added_in(a)) is not None:
                     yield SHit(ln)
     if lang == "go":
         for fld in find_all(tree.root, "field_declaration"):
@@ -280,7 +292,7 @@ def _db_error_masked(unit: Unit) -> Iterator[SHit]:
 
 CHECKS = (
     StructCheck(_N1, _n_plus_one, needles=("for ", "each", "map", "get_", "select", "sum", "collect")),
-    StructCheck(_HASH_OUT, _hash_exposed, needles=("password", "passwd", "digest", "pwd")),
+    StructCheck(_HASH_OUT, _hash_exposed, needles=("password", "passwd", "digest", "pwd", "__all__")),
     StructCheck(
         _SWALLOWED, _db_error_masked, needles=("except", "catch", "err != nil", "rescue", "404", "notfound")
     ),

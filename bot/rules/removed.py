@@ -50,8 +50,8 @@ KINDS = (
        r"\bthrottl\w*|\brate_?limit\w*|\bratelimit\w*|\blimiter\b|\bslowDown\b|\bThrottle\w*|\bRateLimit\w*"),
     _k("removed-validation", "Input validation removed", Category.SECURITY, Severity.MEDIUM,
        "an input validation", "Restore the validation of this input.", 0.7,
-       r"\bvalidat(?:e|es|ed|ion|or|ors)\w*|\bfull_clean\b|\bis_valid\b|@Valid(?:ated)?\b|\bsanitiz\w*"
-       r"|\bvalidates_\w+|\bcheck_(?:params|input)\b"),
+       r"\bvalidate\w*\s*\(|\.full_clean\(|\.is_valid\(|@Valid(?:ated)?\b|\bsanitiz\w*\s*\("
+       r"|^\s*validates(?:_\w+)?\s+:|\bcheck_(?:params|input)\s*\("),
     _k("removed-eager-load", "Eager load removed (N+1)", Category.PERFORMANCE, Severity.MEDIUM,
        "an eager load of related rows", "Keep the eager load: each related object is now one more query.", 0.7,
        r"\bselect_related\b|\bprefetch_related\b|\bjoinedload\b|\bselectinload\b|\bsubqueryload\b"
@@ -76,6 +76,11 @@ KINDS = (
 )  # fmt: skip
 
 
+_IMPORT = re.compile(
+    r"^\s*(?:from\s+\S+\s+import\b|import\b|(?:const|let|var)\s+[\w{}\s,]+=\s*require\(|require(?:_relative)?\b|use\s)"
+)
+
+
 def _count(tree: Tree, d: Def | None, kind: _Kind) -> int:
     lines = tree.code_lines if kind.strings else tree.bare_lines
     lo, hi = (d.start, d.end) if d is not None else (0, len(lines) - 1)
@@ -93,8 +98,8 @@ def _removed(unit: Unit, kind: _Kind) -> Iterator[SHit]:
         if bl >= len(lines):
             continue
         m = kind.pattern.search(lines[bl])
-        if m is None:
-            continue
+        if m is None or _IMPORT.match(lines[bl]):
+            continue  # an import going away follows the code that used it
         d = base.enclosing(bl, None)
         key = d.qualname if d is not None else ""
         if key in done:

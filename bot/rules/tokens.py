@@ -124,13 +124,8 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
         elif lang == "java":
             if name in ("parseClaimsJwt", "parseUnsecuredClaims", "unsecured", "parseUnsecuredContent"):
                 yield SHit(line, None, f"`{name}` accepts unsigned tokens.")
-            elif (
-                name == "parse"
-                and "Jwts.parser" in recv
-                and "SigningKey" not in recv
-                and "verifyWith" not in recv
-            ):
-                yield SHit(line, 0.75, "No verification key is set on the parser.")
+            elif name == "parse" and "Jwts.parser" in recv:
+                yield SHit(line, 0.8, "`parse` also accepts unsigned tokens: use `parseClaimsJws`.")
             elif name == "getJWTClaimsSet" and "SignedJWT.parse" in recv and ".verify(" not in file_text:
                 yield SHit(line, 0.75, "The claims are read without `verify(...)`.")
     if lang == "go":

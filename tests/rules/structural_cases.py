@@ -50,6 +50,12 @@ FLAG: list[tuple[str, str, str, int]] = [
     ),
     ("jwt-weakened-verification", "auth/jwt.go", "p := jwt.NewParser(jwt.WithoutClaimsValidation())", 1),
     ("jwt-weakened-verification", "lib/auth.rb", "JWT.decode(t, key, true, { verify_expiration: false })", 1),
+    (
+        "jwt-weakened-verification",
+        "src/main/java/app/JwtFilter.java",
+        "class F {\n  Claims c(String t) { return (Claims) Jwts.parser().setSigningKey(key).parse(t).getBody(); }\n}",
+        2,
+    ),
     ("jwt-weakened-verification", "lib/auth.rb", "payload, _ = JWT.decode(t, key, true)", 1),
     (
         "jwt-weakened-verification",
@@ -68,6 +74,14 @@ FLAG: list[tuple[str, str, str, int]] = [
         16,
     ),
     # --- IDOR
+    (
+        "authz-unscoped-lookup",
+        "billing/views.py",
+        "class InvoiceList(APIView):\n    def get(self, request):\n"
+        "        return Invoice.objects.filter(account__owner=request.user)\n\n"
+        "class InvoiceDetail(APIView):\n    def get(self, request, pk):\n        return Invoice.objects.get(pk=pk)",
+        7,
+    ),
     (
         "authz-unscoped-lookup",
         "app/views.py",
@@ -110,6 +124,14 @@ FLAG: list[tuple[str, str, str, int]] = [
         2,
     ),
     ("state-change-on-get", "config/routes.rb", "get 'items/:id/delete', to: 'items#destroy'", 1),
+    (
+        "state-change-on-get",
+        "app/account.py",
+        "def _purge(user):\n    db.session.delete(user)\n\n"
+        '@bp.route("/account/delete", methods=["GET"])\n@login_required\ndef delete_account():\n'
+        "    _purge(current_user)\n    return redirect('/')",
+        7,
+    ),
     # --- N+1 through relations
     (
         "orm-relation-in-loop",
@@ -120,9 +142,10 @@ FLAG: list[tuple[str, str, str, int]] = [
     (
         "orm-relation-in-loop",
         "app/serializers.py",
-        "class PostSerializer(serializers.ModelSerializer):\n    def get_open(self, obj):\n"
+        "class PostSerializer(serializers.ModelSerializer):\n    open = serializers.SerializerMethodField()\n\n"
+        "    def get_open(self, obj):\n"
         "        return obj.comments.filter(open=True).exists()",
-        3,
+        5,
     ),
     ("orm-relation-in-loop", "app/views/posts.rb", "Post.all.each do |p|\n  n += p.comments.count\nend", 2),
     # --- password hashes out
@@ -145,6 +168,13 @@ FLAG: list[tuple[str, str, str, int]] = [
         "models/user.go",
         'type User struct {\n\tPasswordHash string `json:"password_hash"`\n}',
         2,
+    ),
+    (
+        "password-hash-exposed",
+        "users/serializers.py",
+        "class UserSerializer(serializers.ModelSerializer):\n    class Meta:\n        model = get_user_model()\n"
+        '        fields = "__all__"',
+        4,
     ),
     # --- DB errors masked
     (
@@ -287,6 +317,12 @@ CLEAN: list[tuple[str, str, str]] = [
         "state-change-on-get",
         "src/routes.js",
         "router.get('/x', (req, res) => { cache.delete(k); res.end(); });",
+    ),
+    (
+        "state-change-on-get",
+        "app/account.py",
+        "def _load(user):\n    return db.session.get(User, user)\n\n"
+        '@bp.route("/account", methods=["GET"])\ndef account():\n    return _load(current_user)',
     ),
     (
         "orm-relation-in-loop",

@@ -100,3 +100,20 @@ def test_a_defect_both_layers_see_is_one_finding(case: tuple[str, str, str, int]
     _, path, code, line = case
     on_line = [f for f in run_rules(changeset(file_diff(path, code))) if f.line == line]
     assert len(on_line) == 1 and on_line[0].category.value == "database", on_line
+
+
+def test_a_new_handler_beside_one_guarded_sibling_is_flagged_less_surely() -> None:
+    diff = (
+        ' @bp.get("/users")\n @login_required\n def list_users():\n     return users()\n+\n'
+        '+@bp.get("/users/export")\n+def export_users():\n+    return dump()'
+    )
+    found = [
+        (f.source, f.line, f.confidence)
+        for f in run_rules(
+            changeset(file_diff("app/admin.py", diff, marked=True, status=FileStatus.MODIFIED))
+        )
+    ]
+    assert found == [("authz-missing-guard", 6, 0.65)]
+    public = diff.replace("export_users", "login").replace("/users/export", "/login")
+    cs = changeset(file_diff("app/admin.py", public, marked=True, status=FileStatus.MODIFIED))
+    assert not run_rules(cs)
