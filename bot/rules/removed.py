@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bot.models import Category, Severity
 from bot.rules.base import CODE, Rule, rule
 from bot.rules.structural import SHit, StructCheck, Unit
-from bot.rules.syntax import Def, Tree
+from bot.rules.syntax import Def, Tree, find_all
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ KINDS = (
     _k("removed-validation", "Input validation removed", Category.SECURITY, Severity.MEDIUM,
        "an input validation", "Restore the validation of this input.", 0.7,
        r"\bvalidate\w*\s*\(|\.full_clean\(|\.is_valid\(|@Valid(?:ated)?\b|\bsanitiz\w*\s*\("
-       r"|^\s*validates(?:_\w+)?\s+:|\bcheck_(?:params|input)\s*\("),
+       r"|^\s*validates(?:_\w+)?\s+:|\b_?check_\w+\s*\(|\bquote_(?:name|ident\w*)\s*\(|\bescape_\w+\s*\("),
     _k("removed-eager-load", "Eager load removed (N+1)", Category.PERFORMANCE, Severity.MEDIUM,
        "an eager load of related rows", "Keep the eager load: each related object is now one more query.", 0.7,
        r"\bselect_related\b|\bprefetch_related\b|\bjoinedload\b|\bselectinload\b|\bsubqueryload\b"
@@ -120,6 +120,70 @@ def _removed(unit: Unit, kind: _Kind) -> Iterator[SHit]:
         yield SHit(anchor, None, f"Removed: `{gone.replace('`', '')}`.")
 
 
+_GUARD = rule(
+    "removed-guard-clause",
+    "Guard clause removed",
+    Category.SECURITY,
+    Severity.MEDIUM,
+    CODE,
+    "The change removes a guard that rejected some input or state with an error (`if ...: raise/throw`), "
+    "and the function goes on without it: what it rejected is now accepted.",
+    "Restore the guard, or say in the PR what makes that input safe now.",
+    confidence=0.7,
+)
+_IFS = ("if_statement", "if", "unless", "if_modifier", "unless_modifier")
+_RAISES = re.compile(
+    r"^(?:raise\b|throw\b|fail\b|abort\(\s*4\d\d|return\s+(?:nil,\s*|\w+,\s*)?(?:fmt\.Errorf|errors\.New|Err\w+)\b)"
+)
+
+
+def _guards(tree: Tree) -> list[tuple[str, int, int]]:
+    """(normalised text, first line, last line) of each ``if <cond>: raise/throw`` guard of a file."""
+    out: list[tuple[str, int, int]] = []
+    for node in find_all(tree.root, *_IFS):
+        if node.field("alternative") is not None:
+            continue  # an if/else chooses between paths; a guard only stops one
+        body = node.field("consequence")
+        if body is None and node.kind().endswith("_modifier"):
+            body = node.field("body")
+        if body is None:
+            continue
+        blocks = ("block", "statement_block", "then", "body_statement")
+        stmts = (
+            [c for c in body.children() if c.is_named() and c.kind() != "comment"]
+            if body.kind() in blocks
+            else [body]
+        )
+        if len(stmts) != 1 or not _RAISES.match(stmts[0].text().strip()):
+            continue
+        r = node.range()
+        out.append(
+            (" ".join(tree.bare_lines[r.start.line : r.end.line + 1][0].split()), r.start.line, r.end.line)
+        )
+    return out
+
+
+def _removed_guard(unit: Unit) -> Iterator[SHit]:
+    base, head = unit.base, unit.head
+    if base is None or head is None:
+        return
+    removed = {bl for bl, _ in unit.removed}
+    still = {g for g, _, _ in _guards(head)}
+    heads = head.by_qualname()
+    for key, lo, hi in _guards(base):
+        if key in still or not all(i in removed for i in range(lo, hi + 1)):
+            continue
+        d = base.enclosing(lo, "function")
+        if d is None or d.qualname not in heads or d.start == lo:
+            continue  # outside a function, or the function itself went
+        cond = key.removeprefix("if ").removeprefix("unless ").strip(" (:{")[:40].lower()
+        if cond and cond in unit.added_elsewhere:
+            continue
+        anchor = unit.anchor_for_removed(lo)
+        if anchor is not None:
+            yield SHit(anchor, None, f"Removed: `{base.lines[lo].strip()[:100].replace('`', '')}`.")
+
+
 def _check(kind: _Kind) -> StructCheck:
     needles = tuple(
         sorted(
@@ -134,4 +198,13 @@ def _check(kind: _Kind) -> StructCheck:
     )
 
 
-CHECKS = tuple(_check(k) for k in KINDS)
+CHECKS = (
+    *(_check(k) for k in KINDS),
+    StructCheck(
+        _GUARD,
+        _removed_guard,
+        any_line=True,
+        needles=("raise", "throw", "fail", "abort", "err"),
+        on_removed=True,
+    ),  # fmt: skip
+)

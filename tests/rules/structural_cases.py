@@ -368,6 +368,26 @@ CLEAN: list[tuple[str, str, str]] = [
 # (rule id, path, marked diff of a modified file, 1-based head line of the finding)
 REMOVED_FLAG: list[tuple[str, str, str, int]] = [
     (
+        "removed-guard-clause",
+        "jwt/algorithms.py",
+        " def prepare_key(self, key):\n     key = force_bytes(key)\n-    if any(s in key for s in invalid):\n"
+        '-        raise InvalidKeyError("asymmetric key used as an HMAC secret")\n     return key',
+        3,
+    ),
+    (
+        "removed-guard-clause",
+        "lib/verify.js",
+        " function verify(alg, key) {\n-  if (alg === 'none' && key) throw new Error('bad');\n   return check(alg, key);\n }",
+        2,
+    ),
+    (
+        "removed-validation",
+        "django/db/models/sql/query.py",
+        " def add_annotation(self, annotation, alias):\n-    self.check_alias(alias)\n"
+        "     self.annotations[alias] = annotation",
+        2,
+    ),
+    (
         "removed-rate-limit",
         "app/views.py",
         ' @app.route("/login", methods=["POST"])\n-@limiter.limit("5/minute")\n def login():\n     return auth()',
@@ -423,6 +443,19 @@ REMOVED_FLAG: list[tuple[str, str, str, int]] = [
 ]
 
 REMOVED_CLEAN: list[tuple[str, str, str]] = [
+    # the guard is rewritten, not removed: the new one is in the head
+    (
+        "removed-guard-clause",
+        "jwt/algorithms.py",
+        " def prepare_key(self, key):\n-    if any(s in key for s in bad):\n-        raise InvalidKeyError()\n"
+        "+    if is_asymmetric(key):\n+        raise InvalidKeyError()\n     return key",
+    ),
+    # an if/else is a choice, not a guard
+    (
+        "removed-guard-clause",
+        "app/x.py",
+        " def f(v):\n-    if v:\n-        raise E()\n-    else:\n-        v = 1\n     return v",
+    ),
     # the check is still there, rewritten on the same line
     (
         "removed-account-check",
