@@ -137,9 +137,9 @@ _RAISES = re.compile(
 )
 
 
-def _guards(tree: Tree) -> list[tuple[str, int, int]]:
-    """(normalised text, first line, last line) of each ``if <cond>: raise/throw`` guard of a file."""
-    out: list[tuple[str, int, int]] = []
+def _guards(tree: Tree) -> list[tuple[str, str, int, int]]:
+    """(normalised first line, what it raises, first line, last line) of each ``if <cond>: raise`` guard."""
+    out: list[tuple[str, str, int, int]] = []
     for node in find_all(tree.root, *_IFS):
         if node.field("alternative") is not None:
             continue  # an if/else chooses between paths; a guard only stops one
