@@ -157,9 +157,8 @@ def _guards(tree: Tree) -> list[tuple[str, str, int, int]]:
         if len(stmts) != 1 or not _RAISES.match(stmts[0].text().strip()):
             continue
         r = node.range()
-        out.append(
-            (" ".join(tree.bare_lines[r.start.line : r.end.line + 1][0].split()), r.start.line, r.end.line)
-        )
+        first = " ".join(tree.bare_lines[r.start.line].split())
+        out.append((first, " ".join(stmts[0].text().split()), r.start.line, r.end.line))
     return out
 
 
@@ -168,11 +167,12 @@ def _removed_guard(unit: Unit) -> Iterator[SHit]:
     if base is None or head is None:
         return
     removed = {bl for bl, _ in unit.removed}
-    still = {g for g, _, _ in _guards(head)}
+    head_guards = _guards(head)
+    still = {g for g, _, _, _ in head_guards} | {raised for _, raised, _, _ in head_guards}
     heads = head.by_qualname()
-    for key, lo, hi in _guards(base):
-        if key in still or not all(i in removed for i in range(lo, hi + 1)):
-            continue
+    for key, raised, lo, hi in _guards(base):
+        if key in still or raised in still or not all(i in removed for i in range(lo, hi + 1)):
+            continue  # the same guard, or one raising the same error, is still there: rewritten, not removed
         d = base.enclosing(lo, "function")
         if d is None or d.qualname not in heads or d.start == lo:
             continue  # outside a function, or the function itself went
