@@ -180,8 +180,15 @@ def _removed_guard(unit: Unit) -> Iterator[SHit]:
         if cond and cond in unit.added_elsewhere:
             continue
         anchor = unit.anchor_for_removed(lo)
-        if anchor is not None:
-            yield SHit(anchor, None, f"Removed: `{base.lines[lo].strip()[:100].replace('`', '')}`.")
+        if anchor is None:
+            continue
+        hd = heads[d.qualname]
+        rewritten = sum(1 for i in unit.added if hd.start <= i <= hd.end) > 2
+        # A guard dropped from a function that is otherwise untouched is the change's point; one dropped
+        # while the function is rewritten is likely replaced by something this rule cannot see: a hint only.
+        yield SHit(
+            anchor, 0.5 if rewritten else None, f"Removed: `{base.lines[lo].strip()[:100].replace('`', '')}`."
+        )
 
 
 def _check(kind: _Kind) -> StructCheck:

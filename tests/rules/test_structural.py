@@ -117,3 +117,13 @@ def test_a_new_handler_beside_one_guarded_sibling_is_flagged_less_surely() -> No
     public = diff.replace("export_users", "login").replace("/users/export", "/login")
     cs = changeset(file_diff("app/admin.py", public, marked=True, status=FileStatus.MODIFIED))
     assert not run_rules(cs)
+
+
+def test_a_guard_dropped_while_its_function_is_rewritten_is_only_a_hint() -> None:
+    diff = (
+        " def clean_email(self):\n-    if taken and UNIQUE:\n-        raise ValidationError(msg)\n"
+        "+    value = normalise(self.cleaned_data['email'])\n+    log(value)\n+    audit(value)\n     return value"
+    )
+    cs = changeset(file_diff("app/forms.py", diff, marked=True, status=FileStatus.MODIFIED))
+    found = [f for f in run_rules(cs) if f.source == "removed-guard-clause"]
+    assert [f.confidence for f in found] == [0.5]
