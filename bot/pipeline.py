@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.agent.context import enclosing_definitions
 from bot.agent.definitions import AgentDefinition, load_definition
 from bot.agent.prompt import ReviewPromptContext
 from bot.agent.providers import Provider
@@ -136,6 +137,9 @@ async def review_workspace(
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
     if provider is not None and changeset.reviewable_files:
+        definitions = enclosing_definitions(
+            changeset, texts, inputs.prompt_tokens - prompt.estimated_tokens, prompt.included + prompt.clipped
+        )
         definition = agent or load_definition("backend-engineer")
         toolbox = Toolbox(ws.path, allowed=definition.granted, secrets=SECRETS)
         context = ReviewPromptContext(
@@ -147,6 +151,7 @@ async def review_workspace(
             head_sha=ws.head_sha,
             skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
             focus=tuple(c.value for c in inputs.focus),
+            definitions=definitions,
         )
         agent_result = await run_agent(
             definition,
