@@ -355,7 +355,7 @@ class Workspace:
         return rc == 0
 
     async def read_blobs(self, rev: str, paths: Sequence[str], max_bytes: int) -> dict[str, bytes]:
-        """The files ``paths`` as of ``rev`` (one ``git cat-file --batch``); missing or larger ones left out."""
+        """The files ``paths`` as of ``rev`` (one ``git cat-file --batch``); missing/larger ones omitted."""
         if not paths or not _SHA.fullmatch(rev):
             return {}
         wanted = [p for p in paths if "\n" not in p]

@@ -47,7 +47,10 @@ def test_definitions_stay_within_the_room_left_and_add_nothing_without_a_tree() 
 
 def test_a_definition_the_hunk_shows_whole_is_not_repeated() -> None:
     small = "def f(x):\n    return x\n"
-    diff = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n def f(x):\n-    return 1\n+    return x\n"
+    diff = (
+        "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n"
+        "@@ -1,2 +1,2 @@\n def f(x):\n-    return 1\n+    return x\n"
+    )
     cs = parse_diff(diff, base_sha="a" * 40, head_sha="b" * 40)
     assert enclosing_definitions(cs, {"m.py": FileTexts(small, None)}, 5_000) == ""
 

@@ -19,12 +19,12 @@ from bot.models import Category, Severity
 from bot.rules.base import CODE, JS, PY, RUBY, rule
 from bot.rules.structural import (
     SHit,
-    first,
     StructCheck,
     Unit,
     arguments,
     call_name,
     calls,
+    first,
     positional_args,
 )
 from bot.rules.syntax import Def, find_all
@@ -95,9 +95,12 @@ def _py_guarded(d: Def, decos: list[str]) -> bool:
     if any("dependencies" in x and _AUTH_WORD.search(x) for x in decos):
         return True
     params = d.node.field("parameters")
-    if params is not None and re.search(r"\b(?:Depends|Security)\s*\(", params.text()):
-        if _AUTH_WORD.search(params.text()) or re.search(r"user|token|auth|principal", params.text(), re.I):
-            return True
+    if (
+        params is not None
+        and re.search(r"\b(?:Depends|Security)\s*\(", params.text())
+        and (_AUTH_WORD.search(params.text()) or re.search(r"user|token|auth|principal", params.text(), re.I))
+    ):
+        return True
     body = d.node.field("body")
     if body is not None:
         head = "\n".join(body.text().split("\n")[:6])  # a guard call opens the body
@@ -203,6 +206,7 @@ def _decorated_method_handlers(unit: Unit, mapping: re.Pattern[str], guard: re.P
     return out
 
 
+_AUTH_FILTER = re.compile(r":\s*(?:authenticate|authorize|require|ensure|check)")
 _RB_FILTER = re.compile(r"^\s*before_action\s+(.*)$|^\s*before_filter\s+(.*)$", re.M)
 
 
@@ -225,8 +229,7 @@ def _rails_handlers(unit: Unit) -> list[Handler]:
             if child.kind() == "identifier" and t in ("private", "protected") and private_from is None:
                 private_from = child.range().start.line
             if child.kind() == "call" and re.match(r"(?:prepend_)?before_(?:action|filter)\b", t):
-                if not _AUTH_WORD.search(t.split(",")[0]) and not re.search(r":\s*(?:authenticate|authorize|"
-                                                                            r"require|ensure|check)", t):  # fmt: skip
+                if not _AUTH_WORD.search(t.split(",")[0]) and not _AUTH_FILTER.search(t):
                     continue
                 only = _sym_list(t, "only")
                 exc = _sym_list(t, "except")
@@ -293,7 +296,7 @@ _MISSING_GUARD = rule(
     "Add the same guard its siblings use (or mark it public explicitly if that is intended).",
     confidence=0.8,
     fixes={
-        "python": "Add the decorator / `Depends(...)` / `permission_classes` the other views in this file use.",
+        "python": "Add the decorator / `Depends(...)` / `permission_classes` the other views here use.",
         "javascript": "Add the auth middleware (or `@UseGuards(...)`) the other routes here use.",
         "ruby": "Cover the action with the `before_action` the other actions use (or call `authorize`).",
         "java": "Add the `@PreAuthorize`/`@Secured` annotation the other endpoints here carry.",
@@ -361,7 +364,8 @@ _IDOR = rule(
     Severity.HIGH,
     CODE,
     "This record is fetched by an id the caller supplies with no owner/tenant condition, while the other "
-    "lookups in this file are scoped to the current user: any caller can read or change anyone's record (IDOR).",
+    "lookups in this file are scoped to the current user: any caller can read or change anyone's record "
+    "(IDOR).",
     "Scope the query like its siblings (filter by the current user, tenant or organisation) or check "
     "ownership before using the object.",
     confidence=0.75,
@@ -424,7 +428,7 @@ _MASS = rule(
     fixes={
         "python": "Validate through a serializer/form/schema with an explicit field list and save its "
         "validated data.",
-        "javascript": "Pick the accepted fields (`const { name, email } = req.body`) or validate with a schema.",
+        "javascript": "Pick the accepted fields (`const { name, email } = req.body`) or use a schema.",
         "ruby": "Use `params.require(:model).permit(:field, ...)` with the accepted fields only.",
     },
 )
@@ -463,9 +467,8 @@ def _mass(unit: Unit) -> Iterator[SHit]:
                         a.kind() == "object" and re.search(r"\.\.\.\s*req\.body\b", t)
                     ):
                         yield SHit(first(unit.added_in(a), line), 0.85 if "body" in t else 0.75)
-        elif lang == "ruby":
-            if name == "permit!":
-                yield SHit(line)
+        elif lang == "ruby" and name == "permit!":
+            yield SHit(line)
     if lang == "python":
         for cls in tree.defs:
             if cls.kind != "class" or cls.name != "Meta" or cls.parent is None:

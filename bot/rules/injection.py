@@ -16,7 +16,6 @@ from bot.models import Category, Severity
 from bot.rules.base import CODE, rule
 from bot.rules.structural import (
     SHit,
-    first,
     StructCheck,
     Unit,
     arguments,
@@ -24,6 +23,7 @@ from bot.rules.structural import (
     call_name,
     calls,
     dynamic_parts,
+    first,
     literal_text,
     positional_args,
     scope_of,
@@ -50,7 +50,8 @@ _STATEMENT_SINKS = {
                    "get", "run", "prepare", "unsafe"},
     "go": {"Query", "QueryRow", "QueryContext", "QueryRowContext", "Exec", "ExecContext", "Prepare",
            "PrepareContext", "Raw", "Select", "Get", "MustExec", "Queryx", "QueryRowx", "NamedExec"},
-    "java": {"executeQuery", "executeUpdate", "execute", "prepareStatement", "createQuery", "createNativeQuery",
+    "java": {"executeQuery", "executeUpdate", "execute", "prepareStatement", "createQuery",
+             "createNativeQuery",
              "createSQLQuery", "query", "queryForObject", "queryForList", "queryForMap", "queryForRowSet",
              "update", "batchUpdate", "addBatch", "prepareCall"},
     "ruby": {"execute", "exec_query", "find_by_sql", "select_all", "select_one", "select_value",
@@ -192,11 +193,12 @@ def _sqli(unit: Unit) -> Iterator[SHit]:
         if name not in stmt and name not in frag:
             continue
         line = unit.added_in(call)
-        if lang == "javascript" or lang == "typescript":
-            if name in ("all", "get", "run", "exec", "prepare") and not re.search(
-                r"db|stmt|sql|conn", recv, re.I
-            ):
-                continue  # Express app.get(...), Promise.all(...), regex.exec(...)
+        if (
+            lang in ("javascript", "typescript")
+            and name in ("all", "get", "run", "exec", "prepare")
+            and not re.search(r"db|stmt|sql|conn", recv, re.I)
+        ):
+            continue  # Express app.get(...), Promise.all(...), regex.exec(...)
         args = positional_args(call, lang)
         targets = _sql_arg(args, name, lang)
         if name == "extra" and lang == "python":  # extra(where=[...], select={...}, order_by=[...])
@@ -227,6 +229,8 @@ def _sqli(unit: Unit) -> Iterator[SHit]:
             yield SHit(built_at if built_at is not None else line, conf)
 
 
-_NEEDLES = ("execute", "query", "raw", "sql", "select", "where", "order", "text(", "extra(", "literal", "exec",
-            "prepare", "from", "group", "having", "join", "pluck", "fetch", "unsafe", "delete", "update", "insert")  # fmt: skip
+_NEEDLES = (
+    *("execute", "query", "raw", "sql", "select", "where", "order", "text(", "extra(", "literal", "exec"),
+    *("prepare", "from", "group", "having", "join", "pluck", "fetch", "unsafe", "delete", "update", "insert"),
+)
 CHECKS = (StructCheck(_SQLI, _sqli, needles=_NEEDLES),)

@@ -38,7 +38,8 @@ _N1 = rule(
     },
 )
 # Manager calls that always query (a prefetched .all() is served from cache; these are not).
-_PY_QUERYING = re.compile(r"^(?:filter|exclude|get|count|exists|aggregate|order_by|values|values_list|first|last"
+_PY_QUERYING = re.compile(r"^(?:filter|exclude|get|count|exists|aggregate|order_by|values|values_list|first"
+                          r"|last"
                           r"|latest|earliest|all)$")  # fmt: skip
 _PY_QS = re.compile(r"\.objects\b|\.filter\(|\.all\(\)|\.exclude\(|queryset|get_queryset\(|\.query\b")
 _PY_EAGER = re.compile(r"prefetch_related|select_related|selectinload|joinedload|subqueryload|annotate")
@@ -99,10 +100,10 @@ def _n_plus_one(unit: Unit) -> Iterator[SHit]:
             item = block_params[0].text().strip("|").split(",")[0].strip()
             for inner in calls(block, lang):
                 r2, n2 = call_name(inner, lang)
-                if re.fullmatch(rf"{re.escape(item)}\.\w+", r2) and _RB_QUERYING.match(n2):
-                    if (ln := unit.added_in(inner)) is not None:
-                        yield SHit(ln)
-                        break
+                own = re.fullmatch(rf"{re.escape(item)}\.\w+", r2) and _RB_QUERYING.match(n2)
+                if own and (ln := unit.added_in(inner)) is not None:
+                    yield SHit(ln)
+                    break
 
 
 def _py_relation_calls(

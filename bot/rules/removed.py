@@ -53,14 +53,16 @@ KINDS = (
        r"\bvalidate\w*\s*\(|\.full_clean\(|\.is_valid\(|@Valid(?:ated)?\b|\bsanitiz\w*\s*\("
        r"|^\s*validates(?:_\w+)?\s+:|\b_?check_\w+\s*\(|\bquote_(?:name|ident\w*)\s*\(|\bescape_\w+\s*\("),
     _k("removed-eager-load", "Eager load removed (N+1)", Category.PERFORMANCE, Severity.MEDIUM,
-       "an eager load of related rows", "Keep the eager load: each related object is now one more query.", 0.7,
+       "an eager load of related rows", "Keep the eager load: each related row is one more query.", 0.7,
        r"\bselect_related\b|\bprefetch_related\b|\bjoinedload\b|\bselectinload\b|\bsubqueryload\b"
        r"|\bcontains_eager\b|\.includes\(\s*:|\.preload\(\s*:|\beager_load\b|\.Preload\(|\bJOIN\s+FETCH\b"
        r"|@EntityGraph\b|\.populate\(|\binclude\s*:\s*[\[{]"),
     _Kind(
-        rule("removed-cache-privacy", "Cache-privacy directive removed", Category.SECURITY, Severity.MEDIUM, CODE,
-             "The change removes a `Cache-Control: private/no-store` (or never-cache) directive from a response "
-             "the base version kept out of shared caches: per-user data can now be cached and served to others.",
+        rule("removed-cache-privacy", "Cache-privacy directive removed", Category.SECURITY, Severity.MEDIUM,
+             CODE,
+             "The change removes a `Cache-Control: private/no-store` (or never-cache) directive from a "
+             "response the base version kept out of shared caches: per-user data can now be cached and "
+             "served to others.",
              "Keep the response private (`Cache-Control: private, no-store`).", 0.75),
         re.compile(r"cache-control[\"']?\s*[,:=\]]\s*[^\n]*(?:private|no-store)|\bnever_cache\b|\bno_store\s*="
                    r"|cache_control\([^)]*(?:private|no_store)|\bnoStore\b|\bCacheControl\.noStore|\bsetPrivate\b"
@@ -213,5 +215,5 @@ CHECKS = (
         any_line=True,
         needles=("raise", "throw", "fail", "abort", "err"),
         on_removed=True,
-    ),  # fmt: skip
+    ),
 )

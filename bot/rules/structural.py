@@ -146,7 +146,7 @@ class Unit:
         return any(d.start <= i <= d.end for i in self.added)
 
     def anchor_for_removed(self, base_line: int) -> int | None:
-        """The nearest right-side line of the hunk that removed ``base_line`` (the line after, else before)."""
+        """The nearest right-side line of the hunk that removed ``base_line`` (next one, else previous)."""
         for bl, hid in self.removed:
             if bl != base_line:
                 continue

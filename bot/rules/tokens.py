@@ -16,12 +16,12 @@ from bot.models import Category, Severity
 from bot.rules.base import CODE, rule
 from bot.rules.structural import (
     SHit,
-    first,
     StructCheck,
     Unit,
     arguments,
     call_name,
     calls,
+    first,
     keyword_args,
     positional_args,
 )
@@ -35,17 +35,19 @@ _WEAKENED = rule(
     CODE,
     "This token is accepted without one of the checks that make it trustworthy (signature, signing "
     "algorithm, expiry, audience or issuer), so forged, expired or foreign tokens pass.",
-    "Verify the signature with a key of a pinned algorithm and keep the expiry, audience and issuer checks on.",
+    "Verify the signature with a key of a pinned algorithm; keep the expiry, audience and issuer checks on.",
     confidence=0.85,
     fixes={
-        "python": 'Call `jwt.decode(token, key, algorithms=["RS256"], audience=..., issuer=...)` and drop the '
+        "python": 'Call `jwt.decode(token, key, algorithms=["RS256"], audience=..., issuer=...)` and drop '
+        "the "
         "`verify_*: False` options.",
         "javascript": "Call `jwt.verify(token, key, { algorithms: ['RS256'], audience, issuer })`; never "
         "`ignoreExpiration` or `jwt.decode` for authentication.",
         "go": 'Pass `jwt.WithValidMethods([]string{"RS256"})` (or check `token.Method` in the key function) '
         "and keep claims validation on.",
         "ruby": "Call `JWT.decode(token, key, true, { algorithm: 'RS256', verify_iss: true, ... })`.",
-        "java": "Use `Jwts.parser().verifyWith(key).build().parseSignedClaims(token)` (never the unsecured or "
+        "java": "Use `Jwts.parser().verifyWith(key).build().parseSignedClaims(token)` (never the unsecured "
+        "or "
         "unsigned parsers).",
     },
 )
@@ -84,9 +86,10 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
                 name == "decode_complete" and "verify_signature" in text
             ):
                 yield SHit(line, 0.75, "Its claims are read without verifying the signature.")
-            elif name == "verify_oauth2_token" or (name == "verify_token" and "id_token" in rl):
-                if len(positional_args(call, lang)) < 3 and "audience" not in keyword_args(call, lang):
-                    yield SHit(line, 0.8, "The identity token is verified without an audience.")
+            elif (name == "verify_oauth2_token" or (name == "verify_token" and "id_token" in rl)) and (
+                len(positional_args(call, lang)) < 3 and "audience" not in keyword_args(call, lang)
+            ):
+                yield SHit(line, 0.8, "The identity token is verified without an audience.")
         elif lang in ("javascript", "typescript"):
             if name == "verify" and re.search(r"\b(?:jwt|jsonwebtoken|jws)\b", rl):
                 args = positional_args(call, lang)
@@ -97,9 +100,8 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
                     yield SHit(line, 0.75, "No `algorithms` with a public key allows HS256 key confusion.")
             elif name == "decodeJwt" and "jwtVerify" not in file_text:
                 yield SHit(line, 0.75, "`decodeJwt` reads the claims without verifying the signature.")
-            elif name == "verifyIdToken":
-                if "audience" not in text:
-                    yield SHit(line, 0.8, "The identity token is verified without an audience.")
+            elif name == "verifyIdToken" and "audience" not in text:
+                yield SHit(line, 0.8, "The identity token is verified without an audience.")
         elif lang == "go":
             if name in ("Parse", "ParseWithClaims") and re.search(r"jwt", recv, re.I):
                 if "WithValidMethods" in text:

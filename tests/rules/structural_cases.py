@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - code samples read best on one line
 """Cases for the structural rules (bot/rules/{injection,tokens,authz,orm,removed}.py).
 
 FLAG/CLEAN use the format of tests/rules/test_cases.py (every line added) and are appended to its lists, so

@@ -1,4 +1,4 @@
-"""The structural layer: diff-aware rules, full-file texts, caps, confidence (cases in structural_cases.py)."""
+"""The structural layer: diff-aware rules, full-file texts, caps (cases in structural_cases.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_removed_safeguard_not_flagged_when_moved_or_only_a_comment(case: tuple[
 def test_a_safeguard_moved_to_another_changed_file_is_not_removed() -> None:
     view = file_diff(
         "app/views.py",
-        ' @app.route("/login", methods=["POST"])\n-@limiter.limit("5/minute")\n def login():\n     return auth()',
+        ' @app.route("/login", methods=["POST"])\n-@limiter.limit("5/minute")\n'
+        " def login():\n     return auth()",
         marked=True,
         status=FileStatus.MODIFIED,
     )
@@ -122,7 +123,8 @@ def test_a_new_handler_beside_one_guarded_sibling_is_flagged_less_surely() -> No
 def test_a_guard_dropped_while_its_function_is_rewritten_is_only_a_hint() -> None:
     diff = (
         " def clean_email(self):\n-    if taken and UNIQUE:\n-        raise ValidationError(msg)\n"
-        "+    value = normalise(self.cleaned_data['email'])\n+    log(value)\n+    audit(value)\n     return value"
+        "+    value = normalise(self.cleaned_data['email'])\n+    log(value)\n+    audit(value)\n"
+        "     return value"
     )
     cs = changeset(file_diff("app/forms.py", diff, marked=True, status=FileStatus.MODIFIED))
     found = [f for f in run_rules(cs) if f.source == "removed-guard-clause"]
