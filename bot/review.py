@@ -79,7 +79,7 @@ def _norm_line(line: str) -> str:
 
 
 def _norm_evidence(evidence: str) -> list[str]:
-    lines = [_norm_line(ln) for ln in evidence.splitlines()]
+    lines = [_norm_line(ln) for ln in evidence.split("\n")]  # as git splits lines (U+2028 is not a break)
     while lines and not lines[0]:
         lines.pop(0)
     while lines and not lines[-1]:
