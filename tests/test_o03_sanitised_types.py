@@ -39,7 +39,7 @@ def _hints(fn: object) -> dict[str, object]:
     return typing.get_type_hints(fn, include_extras=False)
 
 
-def test_github_writes_take_only_sanitised_text() -> None:
+def test_o03_github_writes_take_only_sanitised_text() -> None:
     client = github.GitHubClient
     writes = [
         name
@@ -74,7 +74,7 @@ def test_github_writes_take_only_sanitised_text() -> None:
     assert _hints(client.post_review)["draft"] is models.ReviewDraft
 
 
-def test_what_a_review_carries_is_sanitised() -> None:
+def test_o03_what_a_review_carries_is_sanitised() -> None:
     draft = _hints(models.ReviewDraft)
     assert (draft["body"], draft["check_summary"], draft["check_title"]) == (
         Sanitised,
@@ -90,7 +90,7 @@ def test_what_a_review_carries_is_sanitised() -> None:
     assert _hints(github.fold_comments)["return"] is Sanitised
 
 
-def test_ci_publishes_only_sanitised_text() -> None:
+def test_o03_ci_publishes_only_sanitised_text() -> None:
     """The CI path: the job summary is the sanitised review; workflow-command annotations take plain text."""
     assert _hints(formats.to_markdown)["return"] is Sanitised
     ann = _hints(workflow_commands.annotation)
@@ -140,11 +140,11 @@ def creations(source: str) -> list[str]:
 
 
 @pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(BOT)))
-def test_only_the_sanitiser_creates_sanitised_text(path: Path) -> None:
+def test_o03_only_the_sanitiser_creates_sanitised_text(path: Path) -> None:
     assert creations(path.read_text()) == []
 
 
-def test_the_creation_check_can_fail() -> None:
+def test_o03_the_creation_check_can_fail() -> None:
     source = (
         "from typing import cast\n"
         "from bot.sanitize import Sanitised, compose, fixed, join as j\n"
@@ -158,7 +158,7 @@ def test_the_creation_check_can_fail() -> None:
     assert [b.split(":")[0] for b in creations(source)] == ["line 3", "line 4", "line 5", "line 6", "line 7"]
 
 
-def test_mypy_rejects_raw_strings_where_github_text_goes(tmp_path: Path) -> None:
+def test_o03_mypy_rejects_raw_strings_where_github_text_goes(tmp_path: Path) -> None:
     api = pytest.importorskip("mypy.api")
     snippet = tmp_path / "publish_raw.py"
     snippet.write_text(

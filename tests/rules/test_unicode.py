@@ -64,7 +64,7 @@ CLEAN: list[tuple[str, str, str]] = [
 ]
 
 
-def test_every_listed_character_is_caught_between_ascii() -> None:
+def test_p03_every_listed_character_is_caught_between_ascii() -> None:
     for cp in sorted(BIDI | INVISIBLE):
         line = f"a{chr(cp)}b"
         assert hidden_characters(line) == [1], hex(cp)
@@ -72,14 +72,14 @@ def test_every_listed_character_is_caught_between_ascii() -> None:
 
 
 @pytest.mark.parametrize("cp", [0x202E, 0x2066, 0x200B, 0xE0041])
-def test_inside_a_comment_or_string_is_still_reported(cp: int) -> None:
+def test_p03_inside_a_comment_or_string_is_still_reported(cp: int) -> None:
     """Comment-blanking must not hide them: a comment or a string literal is where the attack sits."""
     for code in (f"x = 1  # a{chr(cp)}b", f"x = 'a{chr(cp)}b'", f'"""\na{chr(cp)}b\n"""'):
         found = findings("app/x.py", code)
         assert [f.source for f in found] in (["bidi-control"], ["invisible-character"]), code
 
 
-def test_finding_shows_every_hidden_character_visibly() -> None:
+def test_p03_finding_shows_every_hidden_character_visibly() -> None:
     (f,) = findings("app/auth.py", TROJAN_PY)
     assert f.source == "bidi-control" and f.severity == Severity.HIGH and f.line == 1
     assert f.evidence == TROJAN_PY.split("\n")[0]  # verifiable against the head file as it is
@@ -90,7 +90,7 @@ def test_finding_shows_every_hidden_character_visibly() -> None:
     assert '"none<U+202E><U+2066>": # Check if admin<U+2069><U+2066>' in f.body
 
 
-def test_posted_comment_shows_the_characters_after_the_sanitiser() -> None:
+def test_p03_o03_posted_comment_shows_the_characters_after_the_sanitiser() -> None:
     """The posted text keeps `<U+202E>` readable (escaped or in code), and holds no hidden character."""
     fd = file_diff("app/auth.py", TROJAN_PY)
     cs: Changeset = changeset(fd)
@@ -108,7 +108,7 @@ def test_posted_comment_shows_the_characters_after_the_sanitiser() -> None:
     assert "Trojan Source" in comment.body and "Trojan Source" in draft.body
 
 
-def test_real_git_review_reports_them_on_the_right_lines(tmp_path: Path) -> None:
+def test_p03_real_git_review_reports_them_on_the_right_lines(tmp_path: Path) -> None:
     """Through real git and the local review: U+2028 and a form feed do not shift line numbers."""
     repo = init_repo(tmp_path / "r")
     repo.commit("base", {"README.md": "x\n"})
