@@ -183,3 +183,15 @@ def test_o03_mypy_rejects_raw_strings_where_github_text_goes(tmp_path: Path) -> 
     lines = sorted({int(line.split(":")[1]) for line in errors})
     assert lines == [8, 9, 10, 11], out + err
     assert 'expected "Sanitised"' in out and 'expected "SanitisedText"' in out
+
+
+def test_o03_only_bot_github_sends_requests_to_github() -> None:
+    """The typed publishers are the only way out: no other module sends its own request bodies."""
+    senders = []
+    for path in _python_files():
+        if path == BOT / "github.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("arequest", "_request", "rest"):
+                senders.append(f"{path.relative_to(BOT)}:{node.lineno} .{node.attr}")
+    assert senders == []
