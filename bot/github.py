@@ -549,7 +549,9 @@ class GitHubClient:
             if review.get("commit_id") != draft.head_sha or not self.is_ours(review):
                 continue
             found = set(_MARKER.findall(body))
-            if (markers and markers <= found) or (not markers and body.startswith(draft.body[:MAX_BODY])):
+            if (markers and markers <= found) or (
+                not markers and body.startswith(truncate(draft.body, MAX_BODY))
+            ):
                 return int(review["id"])
         return None
 
