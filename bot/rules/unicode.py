@@ -15,6 +15,7 @@ non-ASCII character.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 
@@ -81,7 +82,7 @@ def visible(ch: str) -> str:
 
 def _describe(line: str, found: list[int]) -> str:
     """The line with each hidden character written out, and the characters' names."""
-    start = max(0, found[0] - MAX_SHOWN // 4)
+    start = 0 if len(line) <= MAX_SHOWN else max(0, found[0] - MAX_SHOWN // 4)
     shown = "".join(
         visible(ch) if k in found else ch for k, ch in enumerate(line[start : start + MAX_SHOWN], start)
     )
@@ -92,7 +93,12 @@ def _describe(line: str, found: list[int]) -> str:
     names: dict[str, None] = {}
     for k in found:
         names[f"{visible(line[k])} {unicodedata.name(line[k], 'unnamed')}"] = None
-    return f"The line as the compiler reads it: `{shown.strip()}` — hidden: {', '.join(names)}."
+    shown = shown.strip()
+    # a code span whose delimiter is longer than any backtick run in the line (JS template literals)
+    delim = "`" * (max((len(r) for r in re.findall(r"`+", shown)), default=0) + 1)
+    pad = " " if shown[:1] == "`" or shown[-1:] == "`" else ""
+    span = f"{delim}{pad}{shown}{pad}{delim}"
+    return f"The line as the compiler reads it: {span} — hidden: {', '.join(names)}."
 
 
 def _scan(src: Source, *, bidi: bool) -> Iterator[Hit]:

@@ -105,6 +105,10 @@ def test_p03_o03_posted_comment_shows_the_characters_after_the_sanitiser() -> No
     # inside the code span the characters are written out verbatim; outside it they are HTML-escaped
     assert re.search(r"`[^`]*<U\+202E><U\+2066>[^`]*`", comment.body)
     assert "&lt;U+2069&gt; POP DIRECTIONAL ISOLATE" in comment.body
+    # a line with backticks of its own (a JS template literal) still shows whole, in one code span
+    js = f"const q = `SELECT * FROM t WHERE role = '${{role}}{RLO}'`;"
+    (f,) = findings("src/q.js", js)
+    assert "``const q = `SELECT * FROM t WHERE role = '${role}<U+202E>'`;``" in f.body
     assert "Trojan Source" in comment.body and "Trojan Source" in draft.body
 
 
