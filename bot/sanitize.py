@@ -19,7 +19,7 @@ be markdown. The steps, in order:
 O-03 by construction: what bot/github.py and bot/ci.py publish is typed :data:`Sanitised` (markdown)
 or :data:`SanitisedText` (plain text), and only this module creates those: from untrusted text
 through the sanitisers, or from our own wording written as a literal in the source (:func:`fixed`,
-:func:`compose`, :func:`join`; tests/test_architecture.py checks both rules). mypy rejects a ``str``
+:func:`compose`, :func:`join`; tests/test_o03_sanitised_types.py checks both rules). mypy rejects a ``str``
 (a tool's error text, an f-string) where a publisher expects them.
 """
 
