@@ -65,15 +65,30 @@ def _allowed(line: str, k: int, first_line: bool) -> bool:
     return False
 
 
+def _ranges(cps: frozenset[int]) -> str:
+    """A regex character class matching exactly ``cps``."""
+    out, run = [], []
+    for cp in sorted(cps):
+        if run and cp != run[-1] + 1:
+            out.append(run)
+            run = []
+        run.append(cp)
+    out.append(run)
+    return (
+        "["
+        + "".join(re.escape(chr(r[0])) + ("-" + re.escape(chr(r[-1])) if len(r) > 1 else "") for r in out)
+        + "]"
+    )
+
+
+_HIDDEN = re.compile(_ranges(BIDI | INVISIBLE))
+
+
 def hidden_characters(line: str, *, first_line: bool = False) -> list[int]:
     """Indices of the bidi controls and invisible characters in ``line`` that are not legitimate there."""
     if line.isascii():
         return []
-    return [
-        k
-        for k, ch in enumerate(line)
-        if (ord(ch) in BIDI or ord(ch) in INVISIBLE) and not _allowed(line, k, first_line)
-    ]
+    return [m.start() for m in _HIDDEN.finditer(line) if not _allowed(line, m.start(), first_line)]
 
 
 def visible(ch: str) -> str:
