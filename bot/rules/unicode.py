@@ -67,18 +67,14 @@ def _allowed(line: str, k: int, first_line: bool) -> bool:
 
 def _ranges(cps: frozenset[int]) -> str:
     """A regex character class matching exactly ``cps``."""
-    out, run = [], []
+    runs: list[list[int]] = []
     for cp in sorted(cps):
-        if run and cp != run[-1] + 1:
-            out.append(run)
-            run = []
-        run.append(cp)
-    out.append(run)
-    return (
-        "["
-        + "".join(re.escape(chr(r[0])) + ("-" + re.escape(chr(r[-1])) if len(r) > 1 else "") for r in out)
-        + "]"
-    )
+        if runs and cp == runs[-1][-1] + 1:
+            runs[-1].append(cp)
+        else:
+            runs.append([cp])
+    parts = (re.escape(chr(r[0])) + (f"-{re.escape(chr(r[-1]))}" if len(r) > 1 else "") for r in runs)
+    return f"[{''.join(parts)}]"
 
 
 _HIDDEN = re.compile(_ranges(BIDI | INVISIBLE))
