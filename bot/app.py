@@ -208,6 +208,8 @@ async def _serve(settings: Settings) -> None:
     from bot.server import create_app, uvicorn_config
 
     settings.require_serve()
+    if settings.workers > 0:
+        _require_reviewing(settings)  # a missing setting is the only line printed, before any warning
     _git_warning()
     workers = WorkerThread(settings, settings.workers) if settings.workers > 0 else None
     if workers is not None:
@@ -238,7 +240,13 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_reviewing(settings: Settings) -> None:
+    settings.require_app()
+    _check_model(settings)
+
+
 async def _work(settings: Settings) -> None:
+    _require_reviewing(settings)  # a missing setting is the only line printed, before any warning
     _git_warning()
     async with runtime(settings, workers=max(1, settings.workers)) as rt:
         assert rt.worker is not None

@@ -136,16 +136,35 @@ async def review_repository(
             await provider.aclose()  # the SDK's connection pool, before the event loop closes
 
 
+def check_output(output: str | None) -> None:
+    """Refuse an --output that cannot be written before the review runs, not after."""
+    if not output:
+        return
+    target = Path(output)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"--output {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--output {output}: permission denied")
+
+
 def _emit(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise UsageError(f"--output {output}: {exc.strerror or type(exc).__name__}") from None
 
 
 def run_local_review(args: argparse.Namespace) -> int:
     if args.max_comments is not None and not 1 <= args.max_comments <= 50:
         raise UsageError("--max-comments must be between 1 and 50")
+    check_output(args.output)
     outcome = asyncio.run(
         review_repository(
             Path(args.path).resolve(),
@@ -160,8 +179,25 @@ def run_local_review(args: argparse.Namespace) -> int:
         )
     )
     color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    empty = nothing_to_review(outcome)
+    if empty and args.format in ("text", "markdown"):
+        _emit(f"backend-review: {empty}", args.output)
+        return 0
+    if empty:
+        print(f"backend-review: {empty}", file=sys.stderr)
     _emit(render(outcome, args.format, color=color), args.output)
     return exit_code(outcome, args.fail_on)
+
+
+def nothing_to_review(outcome: ReviewOutcome) -> str | None:
+    """Say so when there was nothing to read, rather than "no issues"."""
+    cs = outcome.changeset
+    if not cs.files:
+        return f"nothing to review: {cs.base_sha[:7]}..{cs.head_sha[:7]} changes no file"
+    if not cs.reviewable_files:
+        reasons = sorted({f.skip_reason or "skipped" for f in cs.skipped_files})
+        return f"nothing to review: all {len(cs.files)} changed file(s) were skipped ({'; '.join(reasons)})"
+    return None
 
 
 DEMO_ENV = {
