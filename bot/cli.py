@@ -95,7 +95,12 @@ examples:
 
 
 def _add_review_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (default: text on a terminal, markdown for files, pipes and CI)",
+    )
+    _add_color(p)
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     p.add_argument(
         "--fail-on",
@@ -110,6 +115,15 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
         "default $BACKEND_REVIEW_MODEL; none = offline checks only",
     )
     p.add_argument("--max-comments", type=int, metavar="N", help="inline comments shown (default 10)")
+
+
+def _add_color(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text report (auto: on a terminal, unless NO_COLOR; FORCE_COLOR forces it)",
+    )
 
 
 def _add_verbose(p: argparse.ArgumentParser) -> None:
@@ -152,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  backend-review demo --format text",
         formatter_class=_HELP,
     )
-    demo.add_argument("--format", choices=FORMATS, default="markdown", help="default: markdown")
+    demo.add_argument(
+        "--format", choices=FORMATS, help="default: text on a terminal, markdown for pipes and CI"
+    )
+    _add_color(demo)
     demo.add_argument("--model", metavar="SPEC", help="model spec; default $BACKEND_REVIEW_MODEL or offline")
     _add_verbose(demo)
 
