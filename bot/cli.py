@@ -81,17 +81,21 @@ example (a workflow step; see examples/workflows/backend-review.yml):
   backend-review ci --fail-on high --sarif review.sarif"""
 
 SETUP_HELP = """\
-Register the GitHub App. Without --code: print the App manifest (app.yml as JSON) with the webhook
-and redirect URLs made from --url. With --code: finish the manifest flow, writing the new App's
-private key and an env file (readable by you only) into --dir, and print no secret.
+Register the GitHub App from a browser. setup serves a page on 127.0.0.1 with a "Register GitHub
+App" button that sends the App manifest (app.yml: the four permissions and three events, the webhook
+URL from --url) to GitHub's App-creation page. GitHub creates the App and sends the browser back to
+the page, which writes the App's private key and an env file (both readable by you only) into --dir
+and prints no secret. On a server without a browser, use --manifest and --code instead.
 
-requires: app.yml (in a checkout or the deploy image); with --code, network access to the GitHub
-          API ($BACKEND_REVIEW_GITHUB_API_URL for GitHub Enterprise Server)"""
+requires: app.yml (in a checkout or the deploy image); a browser signed in to GitHub; network access
+          to the GitHub API ($BACKEND_REVIEW_GITHUB_API_URL overrides it)"""
 
 SETUP_EXAMPLES = """\
 examples:
-  backend-review setup --url https://review.example.com > manifest.json
-  backend-review setup --code 0123abcd --dir ./secrets"""
+  backend-review setup --url https://review.example.com --dir ./secrets
+  backend-review setup --url https://review.example.com --github-url https://ghe.example.com --org acme
+  backend-review setup --url https://review.example.com --manifest > manifest.json   # headless
+  backend-review setup --code 0123abcd --dir ./secrets                                # headless"""
 
 
 def _add_review_options(p: argparse.ArgumentParser) -> None:
@@ -212,11 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SETUP_EXAMPLES,
         formatter_class=_HELP,
     )
-    setup.add_argument("--url", default="https://example.com", help="public base URL of this server")
     setup.add_argument(
-        "--code", help="the `code` from GitHub's redirect: writes the new App's key and an env file"
+        "--url", help="public https base URL GitHub sends webhooks to (asked for on the page when missing)"
     )
-    setup.add_argument("--dir", default=".", help="where --code writes its files (default: .)")
+    setup.add_argument(
+        "--github-url",
+        metavar="URL",
+        help="GitHub's web address: https://github.com (default) or your GitHub Enterprise Server",
+    )
+    setup.add_argument("--org", help="create the App for this organisation instead of your account")
+    setup.add_argument("--dir", default=".", help="where the key and env file are written (default: .)")
+    setup.add_argument(
+        "--port", type=int, default=0, help="port of the local setup page on 127.0.0.1 (default: any free)"
+    )
+    setup.add_argument("--open", action="store_true", help="open the setup page in the default browser")
+    setup.add_argument(
+        "--timeout", type=float, default=1800, help="seconds to wait for the registration (default: 1800)"
+    )
+    setup.add_argument(
+        "--code", help="headless: the `code` from GitHub's redirect; writes the new App's key and env file"
+    )
+    setup.add_argument(
+        "--manifest", action="store_true", help="print the App manifest as JSON (needs --url) and exit"
+    )
     return parser
 
 
