@@ -259,3 +259,35 @@ def test_in_a_real_terminal(repo: GitRepo, tmp_path: Path) -> None:
         assert max(len(line) for line in plain.splitlines()) <= 90
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_progress_shows_nothing_for_a_quick_review_and_the_step_after_a_second() -> None:
+    import io
+
+    from bot.local import _Progress
+
+    quick = io.StringIO()
+    p = _Progress(True, quick)
+    p("diffing")
+    p.close()
+    assert quick.getvalue() == ""
+
+    class Fast(_Progress):
+        DELAY = 0.05
+
+    slow = io.StringIO()
+    p = Fast(True, slow)
+    p("model turn 1")
+    time.sleep(0.3)
+    p("model turn 2")
+    p.close()
+    out = slow.getvalue()
+    assert "model turn 1" in out and "model turn 2" in out
+    assert out.endswith("\r\x1b[2K")  # the line is cleared before the report prints
+
+    silent = io.StringIO()
+    p = Fast(False, silent)
+    p("diffing")
+    time.sleep(0.1)
+    p.close()
+    assert silent.getvalue() == ""
