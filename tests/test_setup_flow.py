@@ -1,6 +1,6 @@
 """`backend-review setup` registers the App from a browser (issue 12, item 2).
 
-The browser test clicks through the real page in Debian's headless Chromium (selenium + chromedriver)
+The browser test clicks through the real page in Debian's headless Chromium (driven by Playwright)
 against the fake GitHub, which serves a stand-in App-creation page that sends the browser back with a
 code. It is skipped when no Chromium is installed (`.ci/run` installs it).
 """
@@ -25,7 +25,6 @@ from bot.setup_flow import SetupFlow, api_url_for
 from tests.support.fake_github import FakeGitHub
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -88,14 +87,9 @@ def test_manifest_without_url_is_a_usage_error(capsys: pytest.CaptureFixture[str
     assert "--url" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="Chromium and chromedriver not installed"
-)
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 def test_register_the_app_in_a_real_browser(fake: FakeGitHub, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from playwright.sync_api import sync_playwright
 
     dest = tmp_path / "secrets"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_REVIEW_")}
@@ -108,32 +102,28 @@ def test_register_the_app_in_a_real_browser(fake: FakeGitHub, tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
     )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,900"):
-        options.add_argument(arg)
     shots = Path(os.environ.get("SETUP_SCREENSHOTS", tmp_path))
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+", first)
         assert found, first
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-        try:
-            driver.get(found.group(0))
-            driver.find_element(By.NAME, "url").send_keys("https://review.example.com")
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "register"))
-            register = driver.find_element(By.ID, "register")
-            driver.save_screenshot(str(shots / "setup-page.png"))
-            register.click()
-            wait = WebDriverWait(driver, 20)
-            wait.until(lambda d: d.find_elements(By.ID, "create"))  # the stand-in GitHub page
-            driver.find_element(By.ID, "create").click()
-            wait.until(lambda d: "Created the GitHub App backend-review" in d.page_source)
-            driver.save_screenshot(str(shots / "setup-done.png"))
-        finally:
-            driver.quit()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 800})
+                page.goto(found.group(0))
+                page.fill("input[name=url]", "https://review.example.com")  # no --url: the page asks
+                page.click("button[type=submit]")
+                page.wait_for_selector("#register")
+                page.screenshot(path=str(shots / "setup-page.png"))
+                page.click("#register")
+                page.wait_for_selector("#create")  # the stand-in GitHub page
+                page.click("#create")
+                page.wait_for_selector("text=Created the GitHub App backend-review")
+                page.screenshot(path=str(shots / "setup-done.png"))
+            finally:
+                browser.close()
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
