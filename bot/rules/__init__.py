@@ -12,7 +12,19 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from bot.models import Changeset, FileDiff, FileStatus, Finding
-from bot.rules import authz, injection, migrations, orm, reliability, removed, secrets, security, sql, tokens
+from bot.rules import (
+    authz,
+    injection,
+    migrations,
+    orm,
+    reliability,
+    removed,
+    secrets,
+    security,
+    sql,
+    tokens,
+    unicode,
+)
 from bot.rules.base import Check, Rule, Source, language_of
 from bot.rules.structural import FileTexts, ParseBudget, StructCheck, run_structural
 from bot.rules.syntax import GRAMMARS
@@ -25,6 +37,7 @@ _CHECKS: tuple[Check, ...] = (
     *security.CHECKS,
     *reliability.CHECKS,
     *migrations.CHECKS,
+    *unicode.CHECKS,
 )
 _STRUCT_CHECKS: tuple[StructCheck, ...] = (
     *injection.CHECKS,
@@ -33,7 +46,7 @@ _STRUCT_CHECKS: tuple[StructCheck, ...] = (
     *orm.CHECKS,
     *removed.CHECKS,
 )
-_STRUCT_IDS = frozenset(c.rule.id for c in _STRUCT_CHECKS)
+_SAME_AS = {c.rule.id: c.same_as for c in _STRUCT_CHECKS}
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS) + tuple(c.rule for c in _STRUCT_CHECKS)
 
 
@@ -87,7 +100,7 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
                         severity=r.severity,
                         category=r.category,
                         title=r.title,
-                        body=f"{r.message} {r.fix_for(language)}",
+                        body=" ".join(x for x in (r.message, hit.detail, r.fix_for(language)) if x),
                         evidence=src.raw[i].rstrip(),
                         source=r.id,
                         confidence=r.confidence,
@@ -99,17 +112,20 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
 
 
 def _one_per_line(findings: list[Finding]) -> list[Finding]:
-    """A line rule and a structural rule reporting the same defect on the same line: one finding, the line
-    rule's (its id is the established one), as sure as the surer of the two."""
+    """A line rule and a structural rule reporting the same defect on the same line (``same_as``): one
+    finding, the line rule's (its id is the established one), as sure as the surer of the two."""
     line_rules: dict[tuple[str, int, str], int] = {}
     out: list[Finding] = []
     for f in findings:
-        if f.source not in _STRUCT_IDS:
-            line_rules.setdefault((f.path, f.line, f.category.value), len(out))
+        if f.source not in _SAME_AS:
+            line_rules.setdefault((f.path, f.line, f.source), len(out))
             out.append(f)
     for f in findings:
-        if f.source in _STRUCT_IDS:
-            k = line_rules.get((f.path, f.line, f.category.value))
+        if f.source in _SAME_AS:
+            k = next(
+                (k for r in _SAME_AS[f.source] if (k := line_rules.get((f.path, f.line, r))) is not None),
+                None,
+            )
             if k is None:
                 out.append(f)
             elif f.confidence > out[k].confidence:

@@ -233,4 +233,5 @@ _NEEDLES = (
     *("execute", "query", "raw", "sql", "select", "where", "order", "text(", "extra(", "literal", "exec"),
     *("prepare", "from", "group", "having", "join", "pluck", "fetch", "unsafe", "delete", "update", "insert"),
 )
-CHECKS = (StructCheck(_SQLI, _sqli, needles=_NEEDLES),)
+_LINE_RULES = ("py-sql-format", "js-sql-template", "go-sql-format", "java-sql-concat", "rb-sql-interpolation")
+CHECKS = (StructCheck(_SQLI, _sqli, needles=_NEEDLES, same_as=_LINE_RULES),)

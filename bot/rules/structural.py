@@ -59,6 +59,7 @@ class StructCheck:
     # the check to run at all: most changed files are never parsed.
     needles: tuple[str, ...] = ()
     on_removed: bool = False
+    same_as: tuple[str, ...] = ()  # line rules that report the same defect: one finding per line, theirs
 
 
 def _rebuild(fd: FileDiff, side: str) -> str:

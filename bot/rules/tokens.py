@@ -139,4 +139,11 @@ def _weakened(unit: Unit) -> Iterator[SHit]:
                 yield SHit(ln, None, "Claims (expiry, not-before) are not validated.")
 
 
-CHECKS = (StructCheck(_WEAKENED, _weakened, needles=("jwt", "jws", "token", "claims")),)
+CHECKS = (
+    StructCheck(
+        _WEAKENED,
+        _weakened,
+        needles=("jwt", "jws", "token", "claims"),
+        same_as=("jwt-unverified", "py-jwt-algorithms", "jwt-none-alg"),
+    ),
+)
