@@ -339,10 +339,21 @@ def _missing_guard(unit: Unit) -> Iterator[SHit]:
 
 
 # IDOR: an object loaded by an id from the request, unscoped, where the file's other lookups are scoped.
-_SCOPE = re.compile(
-    r"\b(?:user|owner|tenant|organi[sz]ation|org|account|company|team|workspace|project|customer|created_by|"
-    r"author|member)(?:_id|Id|_pk)?\b|request\.user|current_user|currentUser|req\.user|g\.user|ctx\.user",
+# An owner/tenant condition: a key of the lookup (owner=, account__owner=, user_id:, where: { userId })...
+_SCOPE_KEY = re.compile(
+    r"\b\w*(?:user|owner|tenant|org|organi[sz]ation|account|company|team|workspace|created_by|author|member)"
+    r"(?:_id|Id|_pk)?\s*(?:=(?!=)|:)",
     re.I,
+)
+# ...or a lookup through the owner's own relation (current_user.posts.find, request.user.invoices.get).
+_SCOPE_RECV = re.compile(
+    r"current_user|currentUser|request\.user|req\.user|g\.user|ctx\.user|policy_scope"
+    r"|^(?:self\.)?(?:user|owner|tenant|org|organization|account|team|workspace)\."
+)
+# Ownership checked after the load: the object's owner compared with the caller, or a policy call.
+_SCOPE = re.compile(
+    r"current_user|currentUser|request\.user|req\.user|req\.payload|g\.user|ctx\.user|\.owner\b"
+    r"|\.user_id\b|\.userId\b|\.tenant\w*|\.organi[sz]ation\w*"
 )
 _ID_FROM_REQUEST = re.compile(
     r"\b(?:pk|id|\w+_id|\w+Id)\b|params\[:id\]|req\.params|request\.(?:GET|args|query_params|data)|params\[",
@@ -388,7 +399,7 @@ def _lookup_calls(unit: Unit) -> list[tuple[SgNode, bool, bool]]:
         if lang == "ruby" and not re.match(r"^[A-Z]|current_user|@\w+", recv):
             continue
         args_text = " ".join(a.text() for a in arguments(call))
-        scoped = bool(_SCOPE.search(recv) or _SCOPE.search(args_text))
+        scoped = bool(_SCOPE_RECV.search(recv) or _SCOPE_KEY.search(args_text))
         out.append((call, scoped, bool(_ID_FROM_REQUEST.search(args_text))))
     return out
 
