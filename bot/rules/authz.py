@@ -47,7 +47,7 @@ _PUBLIC_NAME = re.compile(
     r"^(?:login|logout|log_in|log_out|signin|sign_in|signup|sign_up|register|health\w*|healthz|ping|status|"
     r"ready|readiness|liveness|metrics|index|home|root|public\w*|webhook\w*|callback\w*|oauth\w*|"
     r"forgot\w*|reset\w*|password_reset\w*|verify_email|confirm\w*|token|refresh|docs|openapi|favicon|"
-    r"robots|sitemap|version|about|landing|new|create_session|sessions?)$",
+    r"robots|sitemap|version|about|landing|new|create_session|sessions?|create_user|create_account)$",
     re.I,
 )
 _ROUTE_DECORATOR = re.compile(
@@ -510,7 +510,8 @@ _GET_WRITE = rule(
     "Serve the change on POST/PUT/PATCH/DELETE (with CSRF protection) and keep GET read-only.",
     confidence=0.75,
 )
-_MUTATORS = {"delete", "save", "update", "create", "commit", "destroy", "remove", "deleteOne", "deleteMany",
+# Not "commit": a GET that marks notifications read commits too; the write itself is the signal.
+_MUTATORS = {"delete", "save", "update", "create", "destroy", "remove", "deleteOne", "deleteMany",
              "updateOne", "updateMany", "findByIdAndUpdate", "findByIdAndDelete", "findOneAndUpdate",
              "findOneAndDelete", "insert", "insertOne", "deleteById", "saveAndFlush", "bulk_create",
              "bulk_update", "update_all", "delete_all", "destroy_all", "upsert", "Delete", "Save", "Create",
@@ -528,8 +529,8 @@ def _mutates(node: SgNode, lang: str) -> bool:
         recv, name = call_name(call, lang)
         if name not in _MUTATORS or not recv or _NOT_DATA.search(recv):
             continue
-        if name == "commit" and "session" not in recv and "db" not in recv:
-            continue
+        if re.search(r"current_user|request\.user|req\.user|g\.user", recv):
+            continue  # the caller's own record (last seen, read markers)
         return True
     return False
 

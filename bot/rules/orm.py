@@ -201,6 +201,8 @@ def _hash_exposed(unit: Unit) -> Iterator[SHit]:
             tag = fld.field("tag")
             if name is None or tag is None or not _PW_KEY.match(name.text()):
                 continue
+            if re.search(r'\b(?:binding|form|validate):"', tag.text()):
+                continue  # a request-binding struct: the password comes in, it is not sent out
             m = re.search(r'json:"([^"]*)"', tag.text())
             if m and m.group(1).split(",")[0] != "-" and (ln := unit.added_in(fld)) is not None:
                 yield SHit(ln, 0.75)

@@ -245,6 +245,32 @@ ALSO_LINE_RULES: list[tuple[str, str, str, int]] = [
 ]
 
 CLEAN: list[tuple[str, str, str]] = [
+    # seen on real repositories (microblog, golang-gin-realworld, node-express-realworld)
+    (
+        "state-change-on-get",
+        "app/main/routes.py",
+        "@bp.route('/messages')\n@login_required\ndef messages():\n"
+        "    current_user.last_message_read_time = now()\n    db.session.commit()\n    return render()",
+    ),
+    (
+        "password-hash-exposed",
+        "users/validators.go",
+        'type UserModelValidator struct {\n\tPassword string `form:"password" json:"password" binding:"exists,min=8"`\n}',
+    ),
+    (
+        "authz-missing-guard",
+        "app/api/users.py",
+        "@bp.route('/users/<int:id>', methods=['GET'])\n@token_auth.login_required\ndef get_user(id):\n    return 1\n\n"
+        "@bp.route('/users', methods=['GET'])\n@token_auth.login_required\ndef get_users():\n    return 2\n\n"
+        "@bp.route('/users/<int:id>/followers', methods=['GET'])\n@token_auth.login_required\ndef followers(id):\n"
+        "    return 3\n\n@bp.route('/users', methods=['POST'])\ndef create_user():\n    return 4",
+    ),
+    (
+        "authz-unscoped-lookup",
+        "routes/api/articles.js",
+        "router.param('comment', function(req, res, next, id) {\n  Comment.findById(id).then(next);\n});\n"
+        "router.post('/', auth.required, function(req, res) {\n  User.findById(req.payload.id).then(done);\n});",
+    ),
     ("sql-built-query", "app/views.py", 'cursor.execute("SELECT id FROM items WHERE id = %s", [pk])'),
     ("sql-built-query", "app/views.py", 'cursor.execute("SELECT id FROM " + TABLE + " WHERE id = %s", [pk])'),
     (
