@@ -105,7 +105,8 @@ class Unit:
         self.fd = fd
         self.path = fd.path
         self.language = language
-        self.is_test = is_test_path(fd.path)
+        # Django's tests.py convention too: the structural rules judge handlers, not test scaffolding
+        self.is_test = is_test_path(fd.path) or fd.path.rsplit("/", 1)[-1] in ("tests.py", "test.py")
         self.is_migration = is_migration_path(fd.path)
         self._texts = texts or FileTexts()
         self.added_elsewhere = added_elsewhere  # `x in it`: x is added in another file (moved, not removed)

@@ -80,6 +80,17 @@ def test_strings_and_comments_neither_add_nor_hide_structural_findings() -> None
     }
 
 
+def test_django_tests_modules_get_no_structural_findings() -> None:
+    code = (
+        "def a(request, pk):\n    return Doc.objects.get(pk=pk, owner=request.user)\n\n"
+        "def b(request, pk):\n    return Doc.objects.get(pk=pk)"
+    )
+    assert "authz-unscoped-lookup" in {
+        f.source for f in run_rules(changeset(file_diff("app/views.py", code)))
+    }
+    assert not run_rules(changeset(file_diff("app/tests.py", code)))
+
+
 def test_huge_and_minified_files_are_not_parsed() -> None:
     assert parse("x = 1\n" * (MAX_PARSE_BYTES // 6 + 1), "python") is None
     assert parse("var a=" + "1+" * 10_000 + "1;", "javascript") is None  # one long line: minified
