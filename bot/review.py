@@ -30,6 +30,7 @@ from bot.models import (
     Severity,
 )
 from bot.redact import SecretSet
+from bot.rules import RULES
 from bot.sanitize import (
     Sanitised,
     SanitisedText,
@@ -52,9 +53,11 @@ MIN_EVIDENCE = 3  # shorter evidence matches almost anywhere: it verifies nothin
 MAX_SKIPPED_LISTED = 10
 MAX_NOTE = 500  # notes and agent names come from config and providers: bounded so the footer stays small
 MAX_NOTES = 10
-# Findings less sure than this are not posted (precision wins over recall); the agent still gets the offline
-# ones as hints. Rules set their confidence per finding (bot.rules); the model states its own.
+# Offline findings less sure than this are not posted (precision wins over recall): the agent gets them as
+# leads to confirm. Rules set their confidence per finding (bot.rules); the model, told to submit nothing
+# below 0.5, is trusted with its own.
 MIN_CONFIDENCE = 0.6
+_RULE_IDS = frozenset(r.id for r in RULES)
 
 EMOJI = {
     Severity.CRITICAL: fixed("🔴"),
@@ -474,7 +477,7 @@ def build_review(
 ) -> ReviewDraft:
     """The whole pure stage: findings from every reviewer → a draft GitHub cannot reject."""
     verified, dropped = verify_and_anchor(findings, changeset, read_head)
-    verified = [f for f in verified if f.confidence >= ctx.min_confidence]
+    verified = [f for f in verified if f.confidence >= ctx.min_confidence or f.source not in _RULE_IDS]
     cleaned = [
         replace(
             f,

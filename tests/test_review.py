@@ -28,6 +28,7 @@ from bot.review import (
     MAX_BODY,
     MAX_COMMENT,
     MAX_FILE_COMMENTS,
+    MIN_CONFIDENCE,
     ReviewContext,
     build_review,
     conclusion,
@@ -196,6 +197,19 @@ def test_confidence_is_clamped() -> None:
         [finding(confidence=7.0), finding(confidence=float("nan"))], make_changeset(), read_head
     )
     assert [f.confidence for f in kept] == [1.0, 0.0]
+
+
+def test_offline_findings_below_the_confidence_threshold_are_not_posted() -> None:
+    cs = make_changeset()
+    unsure_rule = finding(source="sql-built-query", confidence=MIN_CONFIDENCE - 0.1)
+    sure_rule = finding(source="sql-built-query", confidence=MIN_CONFIDENCE, category=Category.SECURITY)
+    draft = build_review([unsure_rule], cs, read_head, ctx())
+    assert draft.findings == () and draft.comments == ()
+    draft = build_review([sure_rule], cs, read_head, ctx())
+    assert [r.finding.source for r in draft.findings] == ["sql-built-query"]
+    # the model is told to submit nothing below 0.5 and is trusted with its own confidence
+    draft = build_review([finding(confidence=0.5)], cs, read_head, ctx())
+    assert [r.finding.source for r in draft.findings] == ["backend-engineer"]
 
 
 @pytest.mark.parametrize(
