@@ -243,7 +243,7 @@ def fetch(art: Artifact, *, offline: bool = False, root: Path | None = None) -> 
             chunks.append(chunk)
     data = verify(b"".join(chunks), art.sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # several benches may share the cache
     tmp.write_bytes(data)
     tmp.replace(path)
     return data
