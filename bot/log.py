@@ -52,7 +52,17 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             data["error"] = f"{type(exc).__name__}: {exc}"
         line = json.dumps(data, default=str, ensure_ascii=False)
+        if not line.isascii() and _unencodable(line):
+            line = json.dumps(data, default=str)  # a lone surrogate from input: escape it, keep the line
         return SECRETS.scrub(line) if not SECRETS.find(line) else _blocked(data)
+
+
+def _unencodable(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _blocked(data: dict[str, Any]) -> str:

@@ -24,6 +24,8 @@ so deploy behind a proxy with one (``deploy/``) when the port is public.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +45,9 @@ log = get_logger("bot.server")
 
 _CLOSE = {"Connection": "close"}
 _MAX_DELIVERY_ID = 100
+# GitHub sends GUIDs and snake_case event names; anything else is a malformed (if signed) delivery
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}\Z")
+_EVENT = re.compile(r"[a-z_]{1,50}\Z")
 
 
 class _TooLarge(Exception):
@@ -60,8 +65,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _AsciiJSON(JSONResponse):
+    """JSON escaped to ASCII: a lone surrogate echoed from a payload cannot break the encoding (W-02)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def _json(status: int, body: Mapping[str, Any], close: bool = False) -> JSONResponse:
-    return JSONResponse(dict(body), status_code=status, headers=_CLOSE if close else None)
+    return _AsciiJSON(dict(body), status_code=status, headers=_CLOSE if close else None)
 
 
 def create_app(
@@ -85,13 +97,15 @@ def create_app(
         gh_event = request.headers.get("x-github-event", "")
         info: dict[str, str] = {}
         response = await _handle(request, delivery, gh_event, info)
-        if settings.log_requests:
-            log.info(
+        invalid = "reason" in info  # a signed but impossible delivery is always logged (W-02)
+        if settings.log_requests or invalid:
+            (log.warning if invalid else log.info)(
                 "webhook",
                 delivery=delivery[:_MAX_DELIVERY_ID] or None,
                 gh_event=gh_event[:50] or None,
                 action=info.get("action"),
                 outcome=info.get("outcome", "rejected"),
+                reason=info.get("reason"),
                 status=response.status_code,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
@@ -115,7 +129,7 @@ def create_app(
             return Response(status_code=400, headers=_CLOSE)
         if not events.verify_signature(secrets, body, request.headers.get("x-hub-signature-256")):
             return _json(401, {"error": "invalid signature"})
-        if not delivery or len(delivery) > _MAX_DELIVERY_ID or not delivery.isascii() or not gh_event:
+        if not _DELIVERY_ID.match(delivery) or not _EVENT.match(gh_event):
             return _json(400, {"error": "missing X-GitHub-Delivery or X-GitHub-Event"})
         try:
             payload = parser(body)
@@ -126,7 +140,7 @@ def create_app(
             info["action"] = action[:50]
         if gh_event == "ping":
             info["outcome"] = "ping"
-            return JSONResponse({"ok": "pong"})
+            return _json(200, {"ok": "pong"})
         installation = payload.get("installation")
         inst_id = installation.get("id") if isinstance(installation, dict) else None
         known = known_installation is None or (isinstance(inst_id, int) and known_installation(inst_id))
@@ -138,10 +152,14 @@ def create_app(
             allowed_bot_app_ids=settings.allowed_bot_app_ids,
             known_installation=known,
         )
+        if isinstance(decision, events.Reject):
+            info["outcome"] = "invalid"
+            info["reason"] = decision.reason
+            return _json(400, {"error": decision.reason})
         if not isinstance(decision, events.Enqueue):
             info["outcome"] = "ignored"
             reason = decision.reason if isinstance(decision, events.Ignore) else type(decision).__name__
-            return JSONResponse({"ignored": reason})
+            return _json(200, {"ignored": reason})
         try:
             job = decision.to_job()
             # D-03: pushes wait a little so a burst coalesces into the newest head before any work
