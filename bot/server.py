@@ -15,10 +15,11 @@ Per request, in this order:
 No GitHub or model call happens on the request path: permission checks (C-01) and the base-branch
 config (P-04) are the worker's, carried in ``ReviewJob.extra`` (see :class:`bot.events.Enqueue`).
 
-Timeouts outside this app belong to uvicorn (see :func:`uvicorn_config`): ``timeout_keep_alive``
-closes idle keep-alive connections, ``h11_max_incomplete_event_size`` bounds the request head, and
-``limit_concurrency`` answers 503 past a connection count. uvicorn has no request-head read timeout,
-so deploy behind a proxy with one (``deploy/``) when the port is public.
+Below the app (see :func:`uvicorn_config`): the request head (line + headers) is capped in size
+(``max_header_bytes`` → 431) and time (``header_timeout_seconds`` → 408, counted from the connection
+or a kept-alive request's first byte) by a guarded httptools protocol, since uvicorn bounds neither
+under httptools; ``timeout_keep_alive`` closes idle keep-alive connections and ``limit_concurrency``
+answers 503 past a connection count.
 """
 
 from __future__ import annotations
@@ -199,18 +200,115 @@ def create_app(
     return Starlette(routes=routes)
 
 
+def _guarded_httptools(max_head_bytes: int, head_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a cap on the request head's size and time (W-05).
+
+    uvicorn bounds neither under httptools (``h11_max_incomplete_event_size`` is h11's only), and a
+    fresh connection that sends nothing is held until the client gives up. Here the head — request
+    line plus headers — must arrive within ``head_timeout`` of the connection (or of its first byte
+    on a kept-alive connection) and within ``max_head_bytes``: else 408/431 and the connection closes,
+    so an unfinished 64 MiB header costs at most one read buffer.
+    """
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class _HeadTooLarge(Exception):
+        pass
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._head_timer = self.loop.call_later(head_timeout, self._head_expired)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                if self._head_timer is None:  # first byte of a request on a kept-alive connection
+                    self._head_timer = self.loop.call_later(head_timeout, self._head_expired)
+                self._head_bytes += len(data)
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                if isinstance(exc.__context__, _HeadTooLarge):
+                    self._refuse(b"431 Request Header Fields Too Large")
+                    return
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+                return
+            except httptools.HttpParserUpgrade:
+                self._unsupported_upgrade_warning()
+                return
+            # bytes that are still the head after this read: an unfinished head past the cap
+            if self._in_head and self._head_bytes > max_head_bytes:
+                self._refuse(b"431 Request Header Fields Too Large")
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._end_head()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head, self._head_bytes, self._head_size = True, 0, 0  # the next request's head
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._end_head()
+            super().connection_lost(exc)
+
+        _head_size = 0
+
+        def _count(self, n: int) -> None:
+            # exact size of the parsed head, so a whole oversize head in one read is refused too
+            self._head_size += n
+            if self._head_size > max_head_bytes:
+                raise _HeadTooLarge
+
+        def _end_head(self) -> None:
+            self._in_head = False
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            if self._in_head and not self.transport.is_closing():
+                self._refuse(b"408 Request Timeout")
+
+        def _refuse(self, status: bytes) -> None:
+            self._end_head()
+            if not self.transport.is_closing():
+                self.transport.write(
+                    b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
 def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The hardened uvicorn configuration `serve` uses (uvloop + httptools when installed)."""
+    """The hardened uvicorn configuration `serve` uses (uvloop + httptools with head caps)."""
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
+        "http": _guarded_httptools(settings.max_header_bytes, settings.header_timeout_seconds),
         "lifespan": "off",
         "ws": "none",
         "server_header": False,
         "proxy_headers": False,
         "access_log": False,
         "timeout_keep_alive": 5,  # idle keep-alive connections are closed after 5 s
-        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers (pure-Python h11 only)
+        "h11_max_incomplete_event_size": settings.max_header_bytes,  # when h11 is chosen instead
         "limit_concurrency": 1000,
         "log_config": None,
     }
