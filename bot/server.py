@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import events
+from bot import events, metrics
 from bot.log import get_logger
 from bot.queue.base import ReviewQueue
 from bot.settings import WEBHOOK_PATH, Settings
@@ -98,6 +98,7 @@ def create_app(
         gh_event = request.headers.get("x-github-event", "")
         info: dict[str, str] = {}
         response = await _handle(request, delivery, gh_event, info)
+        metrics.delivery(gh_event, info.get("outcome", "rejected"), response.status_code)
         invalid = "reason" in info  # a signed but impossible delivery is always logged (W-02)
         if settings.log_requests or invalid:
             (log.warning if invalid else log.info)(
@@ -165,7 +166,9 @@ def create_app(
             job = decision.to_job()
             # D-03: pushes wait a little so a burst coalesces into the newest head before any work
             delay = settings.debounce_seconds if job.trigger == "synchronize" else 0.0
+            enqueue_started = time.perf_counter()
             result = await queue.enqueue(job, delay_seconds=delay)
+            metrics.enqueued(time.perf_counter() - enqueue_started)
         except Exception as exc:  # any queue failure: 5xx so the delivery can be redelivered (W-04)
             log.error("enqueue failed", delivery=delivery, error=type(exc).__name__)
             info["outcome"] = "queue_error"
@@ -186,6 +189,11 @@ def create_app(
             return PlainTextResponse("queue unavailable\n", status_code=503)
         return PlainTextResponse("ready\n")
 
+    async def metrics_endpoint(request: Request) -> Response:
+        if not metrics.enabled():
+            return PlainTextResponse("metrics are off\n", status_code=404)
+        return Response(await metrics.render(queue), media_type=metrics.CONTENT_TYPE)
+
     async def index(request: Request) -> Response:
         return PlainTextResponse("backend-review webhook receiver\n")
 
@@ -196,6 +204,7 @@ def create_app(
         Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     return Starlette(routes=routes)
 

@@ -657,3 +657,24 @@ def test_sqlite_wal_is_checkpointed_off_the_hot_path_when_idle(tmp_path: Path) -
             await q.close()
 
     asyncio.run(main())
+
+
+def test_depth_counts_pending_and_running_by_lane_kind(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        assert await q.depth() == {}
+        await q.enqueue(job(1, "a"))
+        await q.enqueue(job(2, "a"))
+        await q.enqueue(job(3, trigger="command", comment=5))
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None
+        depth = await q.depth()
+        assert (
+            sum(depth.values()) == 3
+            and depth[("running", "automatic" if claimed.job.pr.number < 3 else "command")] == 1
+        )
+        assert depth.get(("pending", "command"), 0) + depth.get(("running", "command"), 0) == 1
+        await q.complete(claimed, "posted")
+        assert sum((await q.depth()).values()) == 2  # done jobs are history, not depth
+
+    run(store, body)

@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.models import ReviewJob
 from bot.queue.base import (
     DELIVERY_RETENTION_SECONDS,
+    DEPTH_SQL,
     RECORD_COLUMNS,
     ClaimedJob,
     EnqueueOutcome,
@@ -332,6 +333,13 @@ class PostgresQueue:
             cur = await conn.execute("SELECT state FROM review_jobs WHERE id = %s", (job_id,))
             row = await cur.fetchone()
         return None if row is None else JobState(row[0])
+
+    async def depth(self) -> dict[tuple[str, str], int]:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            cur = await conn.execute(DEPTH_SQL)
+            rows = await cur.fetchall()
+        return {(str(state), str(kind)): int(n) for state, kind, n in rows}
 
     async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
         pool = await self._ready()
