@@ -28,14 +28,14 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from bot import events, metrics
 from bot.log import get_logger
@@ -44,7 +44,6 @@ from bot.settings import WEBHOOK_PATH, Settings
 
 log = get_logger("bot.server")
 
-_CLOSE = {"Connection": "close"}
 _MAX_DELIVERY_ID = 100
 # GitHub sends GUIDs and snake_case event names; anything else is a malformed (if signed) delivery
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}\Z")
@@ -55,26 +54,79 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    pass
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+_WANTED = frozenset({b"content-length", b"x-github-delivery", b"x-github-event", b"x-hub-signature-256"})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _TooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-class _AsciiJSON(JSONResponse):
-    """JSON escaped to ASCII: a lone surrogate echoed from a payload cannot break the encoding (W-02)."""
+class _Answer:
+    """A JSON answer, escaped to ASCII: a lone surrogate echoed from a payload cannot break it (W-02)."""
 
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
+    __slots__ = ("body", "close", "status")
+
+    def __init__(self, status: int, body: Mapping[str, Any], close: bool = False) -> None:
+        self.status = status
+        self.body = json.dumps(body, separators=(",", ":")).encode("ascii")
+        self.close = close
+
+    async def send(self, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+        if self.close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
-def _json(status: int, body: Mapping[str, Any], close: bool = False) -> JSONResponse:
-    return _AsciiJSON(dict(body), status_code=status, headers=_CLOSE if close else None)
+class _Webhook:
+    """``POST /webhook`` as a bare ASGI app: it is the hot path, so it skips Starlette's middleware,
+    routing, request and response objects (a class instance, so Starlette mounts it as ASGI as is)."""
+
+    def __init__(self, handle: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send)
+
+
+class _Receiver:
+    """The ASGI entry point: webhook POSTs go straight to :class:`_Webhook`, the rest to Starlette."""
+
+    def __init__(self, webhook: _Webhook, app: Starlette, paths: frozenset[str]) -> None:
+        self._webhook = webhook
+        self._app = app
+        self._paths = paths
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self._app.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._paths:
+            await self._webhook(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
 
 
 def create_app(
@@ -84,7 +136,7 @@ def create_app(
     on_enqueued: Callable[[], None] | None = None,
     parser: Callable[[bytes], dict[str, Any]] = events.parse_payload,
     known_installation: Callable[[int], bool] | None = None,
-) -> Starlette:
+) -> _Receiver:
     """The ASGI app. ``parser`` is injectable so tests can spy on it; ``known_installation`` is an
     in-memory predicate (no I/O on the request path) — without it every installation id is accepted.
     """
@@ -92,13 +144,15 @@ def create_app(
     secrets = settings.webhook_secret_bytes
     limit = settings.max_body_bytes
 
-    async def webhook(request: Request) -> Response:
+    async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        delivery = request.headers.get("x-github-delivery", "")
-        gh_event = request.headers.get("x-github-event", "")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+        delivery = headers.get("x-github-delivery", "")
+        gh_event = headers.get("x-github-event", "")
         info: dict[str, str] = {}
-        response = await _handle(request, delivery, gh_event, info)
-        metrics.delivery(gh_event, info.get("outcome", "rejected"), response.status_code)
+        answer = await _handle(headers, receive, delivery, gh_event, info)
+        await answer.send(send)
+        metrics.delivery(gh_event, info.get("outcome", "rejected"), answer.status)
         invalid = "reason" in info  # a signed but impossible delivery is always logged (W-02)
         if settings.log_requests or invalid:
             (log.warning if invalid else log.info)(
@@ -108,41 +162,42 @@ def create_app(
                 action=info.get("action"),
                 outcome=info.get("outcome", "rejected"),
                 reason=info.get("reason"),
-                status=response.status_code,
+                status=answer.status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
-        return response
 
-    async def _handle(request: Request, delivery: str, gh_event: str, info: dict[str, str]) -> Response:
-        declared = request.headers.get("content-length")
+    async def _handle(
+        headers: dict[str, str], receive: Receive, delivery: str, gh_event: str, info: dict[str, str]
+    ) -> _Answer:
+        declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                return _json(400, {"error": "invalid Content-Length"}, close=True)
+                return _Answer(400, {"error": "invalid Content-Length"}, close=True)
             if int(declared) > limit:
-                return _json(413, {"error": "payload too large"}, close=True)
+                return _Answer(413, {"error": "payload too large"}, close=True)
         try:
             async with asyncio.timeout(settings.body_timeout_seconds):
-                body = await _read_body(request, limit)
+                body = await _read_body(receive, limit)
         except _TooLarge:
-            return _json(413, {"error": "payload too large"}, close=True)
+            return _Answer(413, {"error": "payload too large"}, close=True)
         except TimeoutError:
-            return _json(408, {"error": "request body timeout"}, close=True)
-        except ClientDisconnect:
-            return Response(status_code=400, headers=_CLOSE)
-        if not events.verify_signature(secrets, body, request.headers.get("x-hub-signature-256")):
-            return _json(401, {"error": "invalid signature"})
+            return _Answer(408, {"error": "request body timeout"}, close=True)
+        except _Disconnected:
+            return _Answer(400, {"error": "client disconnected"}, close=True)
+        if not events.verify_signature(secrets, body, headers.get("x-hub-signature-256")):
+            return _Answer(401, {"error": "invalid signature"})
         if not _DELIVERY_ID.match(delivery) or not _EVENT.match(gh_event):
-            return _json(400, {"error": "missing X-GitHub-Delivery or X-GitHub-Event"})
+            return _Answer(400, {"error": "missing X-GitHub-Delivery or X-GitHub-Event"})
         try:
             payload = parser(body)
         except events.PayloadError:
-            return _json(400, {"error": "invalid JSON payload"})
+            return _Answer(400, {"error": "invalid JSON payload"})
         action = payload.get("action")
         if isinstance(action, str):
             info["action"] = action[:50]
         if gh_event == "ping":
             info["outcome"] = "ping"
-            return _json(200, {"ok": "pong"})
+            return _Answer(200, {"ok": "pong"})
         installation = payload.get("installation")
         inst_id = installation.get("id") if isinstance(installation, dict) else None
         known = known_installation is None or (isinstance(inst_id, int) and known_installation(inst_id))
@@ -157,11 +212,11 @@ def create_app(
         if isinstance(decision, events.Reject):
             info["outcome"] = "invalid"
             info["reason"] = decision.reason
-            return _json(400, {"error": decision.reason})
+            return _Answer(400, {"error": decision.reason})
         if not isinstance(decision, events.Enqueue):
             info["outcome"] = "ignored"
             reason = decision.reason if isinstance(decision, events.Ignore) else type(decision).__name__
-            return _json(200, {"ignored": reason})
+            return _Answer(200, {"ignored": reason})
         try:
             job = decision.to_job()
             # D-03: pushes wait a little so a burst coalesces into the newest head before any work
@@ -172,11 +227,13 @@ def create_app(
         except Exception as exc:  # any queue failure: 5xx so the delivery can be redelivered (W-04)
             log.error("enqueue failed", delivery=delivery, error=type(exc).__name__)
             info["outcome"] = "queue_error"
-            return _json(503, {"error": "queue unavailable"})
+            return _Answer(503, {"error": "queue unavailable"})
         info["outcome"] = result.outcome.value
         if result.created and on_enqueued is not None:
             on_enqueued()
-        return _json(202 if result.created else 200, {"job": result.job_id, "outcome": result.outcome.value})
+        return _Answer(
+            202 if result.created else 200, {"job": result.job_id, "outcome": result.outcome.value}
+        )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -197,16 +254,17 @@ def create_app(
     async def index(request: Request) -> Response:
         return PlainTextResponse("backend-review webhook receiver\n")
 
+    hook = _Webhook(webhook)
     routes = [
-        Route("/webhook", webhook, methods=["POST"]),
-        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
-        Route("/", webhook, methods=["POST"]),  # smee-client's default target
+        Route("/webhook", hook, methods=["POST"]),
+        Route(WEBHOOK_PATH, hook, methods=["POST"]),
+        Route("/", hook, methods=["POST"]),  # smee-client's default target
         Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return _Receiver(hook, Starlette(routes=routes), frozenset({"/webhook", WEBHOOK_PATH, "/"}))
 
 
 def _guarded_httptools(max_head_bytes: int, head_timeout: float) -> type[asyncio.Protocol]:
@@ -305,7 +363,7 @@ def _guarded_httptools(max_head_bytes: int, head_timeout: float) -> type[asyncio
     return GuardedHttpToolsProtocol
 
 
-def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The hardened uvicorn configuration `serve` uses (uvloop + httptools with head caps)."""
     options: dict[str, Any] = {
         "host": settings.host,
