@@ -380,3 +380,68 @@ def test_w02_property_no_5xx_and_no_job_from_an_impossible_identity(
             response.json()  # every answer is well-formed JSON
     bad = [job for job in queue.jobs.values() if not _possible(job)]
     assert bad == []
+
+
+# --- the same on Postgres, where NUL in text is an error of its own -------------------------------
+
+
+@pytest.mark.postgres
+def test_w02_hostile_text_and_identities_on_postgres_never_503() -> None:
+    import uuid
+
+    import httpx
+    import psycopg
+
+    from bot.queue.postgres import PostgresQueue
+
+    dsn = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"Postgres unreachable: {exc}")
+    schema = f"br_test_{uuid.uuid4().hex}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    cases: list[tuple[dict[str, Any], int]] = [
+        (_set(fixture(OPENED), "pull_request.title", "a\0b\ud800c"), 202),
+        (
+            _set(
+                _set(fixture(OPENED, action="synchronize", before="1" * 40), "pull_request.number", 3),
+                "pull_request.labels",
+                [{"name": "\0\udfff"}],
+            ),
+            202,
+        ),
+        (_set(fixture(OPENED), "repository.name", "re\0po"), 400),
+        (_set(fixture(OPENED), "repository.owner.login", "\ud800"), 400),
+        (_set(fixture(OPENED), "installation.id", 2**64), 400),
+        (_set(fixture(OPENED), "pull_request.head.sha", "\0" * 40), 400),
+        (_set(command_payload(), "comment.user.login", "a\0"), 400),
+    ]
+
+    async def main() -> list[int]:
+        queue = PostgresQueue(dsn, schema=schema, min_size=1, max_size=2)
+        app = create_app(
+            Settings(webhook_secrets=(Secret(SECRET.decode()),), app_id=APP_ID, log_requests=False), queue
+        )
+        statuses = []
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t"
+            ) as client:
+                for n, (payload, _) in enumerate(cases):
+                    body = _dump(payload)
+                    event = "issue_comment" if "comment" in payload else "pull_request"
+                    response = await client.post(
+                        "/webhook", content=body, headers=headers(body, event, f"pg-{n}")
+                    )
+                    statuses.append(response.status_code)
+            assert len(await queue.jobs()) == 2
+        finally:
+            await queue.close()
+        return statuses
+
+    try:
+        assert asyncio.run(main()) == [want for _, want in cases]
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
