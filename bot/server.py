@@ -6,11 +6,18 @@ Per request, in this order:
    body is streamed and counted, and 413 as soon as it passes the limit (W-05). The whole body read
    runs under ``body_timeout_seconds`` → 408. The HMAC is never computed for an oversize body.
 2. Signature (``X-Hub-Signature-256`` only) → 401 on any failure, before any parsing (W-01, W-02).
-3. Strict JSON parse (duplicate keys rejected) → 400 (W-02).
-4. ``ping`` → 200; :func:`bot.events.decide` → ``Ignore`` → 200 with the reason; ``Enqueue`` →
-   ``await queue.enqueue(job)`` → 202 for a new job, 200 for a duplicate delivery or semantic key
-   (W-04; the queue records the delivery id in the same transaction as the job). A queue failure
-   answers 503 so that the delivery can be redelivered.
+3. A delivery id or event name GitHub could not have sent → 400; strict JSON parse (duplicate keys
+   rejected) → 400 (W-02).
+4. ``ping`` → 200; :func:`bot.events.decide` → ``Reject`` (an impossible identity: id out of range,
+   a SHA that is not 40 hex, a name outside GitHub's characters) → 400 with one warning line, never
+   queued; ``Ignore`` → 200 with the reason; ``Enqueue`` → ``await queue.enqueue(job)`` → 202 for a
+   new job, 200 for a duplicate delivery or semantic key (W-04; the queue records the delivery id in
+   the same transaction as the job). Only a queue failure answers 503, so that the delivery can be
+   redelivered. Every answer is ASCII-escaped JSON, so input echoed back cannot break its encoding.
+
+Webhook POSTs take a bare ASGI path (no middleware, routing or request objects: it is the hot path);
+``/healthz``, ``/readyz``, ``/metrics`` and ``/`` go through Starlette. Deliveries and enqueue latency
+are counted in :mod:`bot.metrics`.
 
 No GitHub or model call happens on the request path: permission checks (C-01) and the base-branch
 config (P-04) are the worker's, carried in ``ReviewJob.extra`` (see :class:`bot.events.Enqueue`).
