@@ -144,6 +144,12 @@ def table(scores: Sequence[CaseScore], *, show_false: bool) -> str:
         " target ≥ 85 %)",
         f"comments on clean       {t.clean_comments:5d}    (across {t.clean} clean changes; target ≤ 2)",
     ]
+    for label, subset in (("real", False), ("synthetic", True)):
+        part = totals([s for s in scores if s.case.synthetic is subset])
+        lines.append(
+            f"  {label + ' cases':<21} recall {part.found}/{part.defects}, precision {part.true_posted}/"
+            f"{part.posted}, {part.clean_comments} comments on {part.clean} clean"
+        )
     if t.errors:
         lines.append(f"cases not run           {t.errors:5d}    (see ERROR rows)")
     return "\n".join(lines)
@@ -161,6 +167,20 @@ def as_json(scores: Sequence[CaseScore]) -> dict[str, Any]:
         "posted": t.posted,
         "true_posted": t.true_posted,
         "errors": t.errors,
+        "by_origin": {
+            label: {
+                "defects": part.defects,
+                "defects_found": part.found,
+                "posted": part.posted,
+                "true_posted": part.true_posted,
+                "clean_cases": part.clean,
+                "clean_comments": part.clean_comments,
+            }
+            for label, part in (
+                ("real", totals([s for s in scores if not s.case.synthetic])),
+                ("synthetic", totals([s for s in scores if s.case.synthetic])),
+            )
+        },
         "cases": [
             {
                 "name": s.case.name,

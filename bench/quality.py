@@ -232,12 +232,18 @@ def fetch(art: Artifact, *, offline: bool = False, root: Path | None = None) -> 
         raise FileNotFoundError(f"{art.filename} is not cached ({path}) and --offline-only was given")
     import httpx
 
-    with httpx.Client(timeout=120, follow_redirects=True) as client:
-        resp = client.get(art.url)
+    chunks: list[bytes] = []
+    size = 0
+    with httpx.Client(timeout=120, follow_redirects=True) as client, client.stream("GET", art.url) as resp:
         resp.raise_for_status()
-        data = verify(resp.content[: MAX_ARTIFACT_BYTES + 1], art.sha256)
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ARTIFACT_BYTES:
+                raise IntegrityError(f"{art.filename} is larger than {MAX_ARTIFACT_BYTES:,} bytes")
+            chunks.append(chunk)
+    data = verify(b"".join(chunks), art.sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # several benches may share the cache
     tmp.write_bytes(data)
     tmp.replace(path)
     return data

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bot import metrics
 from bot.agent.context import enclosing_definitions
 from bot.agent.definitions import AgentDefinition, load_definition
 from bot.agent.prompt import ReviewPromptContext
@@ -138,7 +139,9 @@ async def review_workspace(
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
     texts = await file_texts(ws, changeset, inputs.diff_base or ws.merge_base)
+    rules_started = metrics.clock()
     rule_findings = tuple(f for f in run_rules(changeset, texts) if _in_focus(f, inputs.focus))
+    metrics.phase_since("rules", rules_started)
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -159,6 +162,7 @@ async def review_workspace(
             focus=tuple(c.value for c in inputs.focus),
             definitions=definitions,
         )
+        model_started = metrics.clock()
         agent_result = await run_agent(
             definition,
             provider=provider,
@@ -168,6 +172,7 @@ async def review_workspace(
             secrets=SECRETS,
             on_progress=say,
         )
+        metrics.phase_since("model", model_started)
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
     notes = list(inputs.notes)
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:

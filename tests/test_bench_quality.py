@@ -327,3 +327,24 @@ def test_a_case_runs_through_the_review_core_and_counts_posted_findings() -> Non
     assert score.changed_files == 1
     assert score.posted and score.found  # the f-string SQL on line 5 is posted, and lands on the range
     assert all(p.placement in ("inline", "file") for p in score.posted)
+
+
+def test_the_bench_runner_passes_options_to_the_quality_bench(tmp_path: Path) -> None:
+    """``python -m bench quality --json …`` end to end, offline, on a one-case list."""
+    import json
+    import subprocess
+    import sys
+
+    cases = tmp_path / "cases.toml"
+    cases.write_text(SYNTHETIC)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "quality", "--cases-file", str(cases), "--json", "--offline-only"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    data = json.loads(out.stdout)
+    assert (data["defects"], data["defects_found"], data["recall"]) == (1, 1, 1.0)
+    assert data["cases"][0]["name"] == "synthetic-sqli" and data["cases"][0]["synthetic"] is True
