@@ -113,6 +113,9 @@ def _removed(unit: Unit, kind: _Kind) -> Iterator[SHit]:
             continue
         if _count(head, None, kind) >= _count(base, None, kind) or m.group(0).lower() in unit.added_elsewhere:
             continue  # moved within the file, or into another changed file
+        head_lines = head.code_lines if kind.strings else head.bare_lines
+        if any(kind.pattern.search(head_lines[i]) for i in unit.added if i < len(head_lines)):
+            continue  # the change adds the same kind of safeguard elsewhere in this file: moved or reworked
         anchor = unit.anchor_for_removed(bl)
         if anchor is None:
             continue

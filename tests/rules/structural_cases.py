@@ -520,6 +520,16 @@ REMOVED_CLEAN: list[tuple[str, str, str]] = [
         "app/views.py",
         " import x\n-@login_required\n-def old_view(request):\n-    return 1\n+def other():\n+    return 2",
     ),
+    # the eager load moved into a new helper of the same file (django-oscar 3.2.2 -> 3.2.4)
+    (
+        "removed-eager-load",
+        "src/catalogue/attributes.py",
+        "+class Cache:\n+    def values(self):\n+        return self.product.values().select_related('attribute')\n"
+        " class Container:\n     def initialise(self):\n-        values = self.product.values().select_related('attribute')\n"
+        "+        values = self.cache.values()\n         return values\n     def refresh(self):\n"
+        "-        values = self.product.values().select_related('attribute')\n+        values = self.cache.values()\n"
+        "         return values",
+    ),
     # the decorator moved to the class in the same file
     (
         "removed-auth-check",
