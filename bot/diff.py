@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -32,6 +32,8 @@ __all__ = [
     "budget_prompt",
     "estimate_tokens",
     "format_file_patch",
+    "gitattributes",
+    "looks_minified",
     "parse_diff",
     "skip_reason",
 ]
@@ -42,6 +44,9 @@ class PathFilters:
     include: tuple[str, ...] = ()  # globs; when non-empty only matching paths are reviewed
     exclude: tuple[str, ...] = ()  # globs added to the defaults
     use_defaults: bool = True
+    # (glob, attribute, value) from the BASE branch's .gitattributes files, in precedence order (the last
+    # match wins): see :func:`gitattributes`. value: "true", "false", or None when unset (``!attr``).
+    attributes: tuple[tuple[str, str, str | None], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- globs
@@ -143,26 +148,122 @@ _GENERATED_MARKER = re.compile(
 _MARKER_LINES = 10  # markers live at the top of a file; look at its first lines only
 
 
+# Build output with a content hash in its name (webapp/dist/assets/index-3f9a1c2b.js), at any depth.
+_HASHED_BUNDLE = re.compile(
+    r"(?:^|/)(?:dist/assets|build/static/(?:js|css|media))/"
+    r"|(?:^|/)(?:dist|build|out)/(?:[^/]+/)*[\w.-]+[.-](?=[\w-]{0,31}\d)[A-Za-z0-9_-]{8,32}\.(?:js|mjs|cjs|css)$"
+)
+_LINGUIST = (
+    ("linguist-generated", "generated"),
+    ("linguist-vendored", "vendored"),
+)
+
+
+def _attribute(filters: PathFilters, path: str, name: str) -> str | bool | None:
+    """The value of ``name`` for ``path`` (last matching line wins); False when no line sets it."""
+    found: str | bool | None = False
+    for glob, attr, value in filters.attributes:
+        if attr == name and _matches((glob,), path):
+            found = value
+    return found
+
+
 def skip_reason(path: str, added_head: Sequence[str] = (), filters: PathFilters | None = None) -> str | None:
     """Why ``path`` is not reviewed, or None. ``added_head``: the first lines of the new file, for markers.
 
-    Config first (``include`` narrows, ``exclude`` adds), then the defaults unless ``use_defaults`` is off:
-    lock files, vendored trees, minified assets, generated paths, then ``@generated`` / ``Code generated …
-    DO NOT EDIT`` markers.
+    Config first (``include`` narrows, ``exclude`` adds), then the base branch's ``.gitattributes``
+    (``linguist-generated``, ``linguist-vendored``, ``-diff``; ``=false`` overrides the defaults, as on
+    GitHub), then the defaults unless ``use_defaults`` is off: lock files, vendored trees, minified assets,
+    generated paths and hashed build bundles, then ``@generated`` / ``Code generated … DO NOT EDIT`` markers.
+    Minified text without a telling name is recognised by :func:`looks_minified`.
     """
     flt = filters or _NO_FILTERS
     if flt.include and not _matches(flt.include, path):
         return "excluded by config"
     if flt.exclude and _matches(flt.exclude, path):
         return "excluded by config"
+    overridden: set[str] = set()
+    if flt.attributes:
+        for attr, reason in _LINGUIST:
+            value = _attribute(flt, path, attr)
+            if value == "true":
+                return f"{reason} ({attr} in .gitattributes)"
+            if value == "false":
+                overridden.add(reason)
+        if _attribute(flt, path, "diff") == "false":
+            return "not diffed (-diff in .gitattributes)"
     if not flt.use_defaults:
         return None
     for reason, globs in _DEFAULT_RULES:
-        if _matches(globs, path):
+        if reason not in overridden and _matches(globs, path):
             return reason
+    if "generated" in overridden:
+        return None
+    if _HASHED_BUNDLE.search(path):
+        return "generated"
     if any(_GENERATED_MARKER.search(line) for line in islice(added_head, _MARKER_LINES)):
         return "generated"
     return None
+
+
+_MINIFIED_LINE = 500  # chars: longer lines than hand-written code has
+_MINIFIED_SAMPLE = 4096
+_MINIFIED_PROSE = re.compile(r"\.(?:md|markdown|rst|txt|adoc|csv|tsv|po|svg|xml|html?)$", re.I)
+
+
+def looks_minified(path: str, added: Iterable[str]) -> bool:
+    """Whether added lines are machine-packed text (minified JS/CSS, one-line JSON bundles): a long line
+    with almost no whitespace. Reads at most a few KB of one line, so a 20 MB one-line file costs nothing."""
+    if _MINIFIED_PROSE.search(path):
+        return False
+    for text in added:
+        if len(text) < _MINIFIED_LINE:
+            continue
+        sample = text[:_MINIFIED_SAMPLE]
+        blanks = sample.count(" ") + sample.count("\t")
+        if blanks < len(sample) * 0.05:
+            return True
+    return False
+
+
+def gitattributes(files: Sequence[tuple[str, str]]) -> tuple[tuple[str, str, str | None], ...]:
+    """The attributes the review honours from ``.gitattributes`` files ((path, text), any order) as
+    :attr:`PathFilters.attributes`. Patterns are relative to the file's directory; deeper files win,
+    and within a file the later line wins. ``binary`` is the macro for ``-diff``."""
+    out: list[tuple[str, str, str | None]] = []
+    for path, text in sorted(files, key=lambda f: (f[0].count("/"), f[0])):
+        base = path.rpartition("/")[0]
+        for raw in text.splitlines()[:2000]:
+            line = raw.strip()
+            if not line or line.startswith("#") or line.startswith('"'):
+                continue  # quoted patterns are rare; skipping one only means reviewing more
+            pattern, *attrs = line.split()
+            glob = _attribute_glob(base, pattern)
+            for attr in attrs:
+                if attr == "binary":
+                    out.append((glob, "diff", "false"))
+                    continue
+                value: str | None = "true"
+                if attr.startswith("-"):
+                    attr, value = attr[1:], "false"
+                elif attr.startswith("!"):
+                    attr, value = attr[1:], None
+                elif "=" in attr:
+                    attr, _, value = attr.partition("=")
+                    value = "false" if value.lower() in ("false", "0", "no") else "true"
+                if attr in ("linguist-generated", "linguist-vendored", "diff"):
+                    out.append((glob, attr, value))
+    return tuple(out)
+
+
+def _attribute_glob(base: str, pattern: str) -> str:
+    """A .gitattributes pattern of the file in ``base`` as one of our root-relative globs."""
+    if not base:
+        return pattern
+    inner = pattern.rstrip("/")
+    if "/" in inner:
+        return f"/{base}/{inner.lstrip('/')}"
+    return f"/{base}/**/{inner}"
 
 
 _NO_FILTERS = PathFilters()
@@ -284,6 +385,12 @@ class _FileBuilder:
             reason = "binary"
         else:
             reason = skip_reason(path, _head_lines(self.hunks), filters)
+            if (
+                reason is None
+                and (filters is None or filters.use_defaults)
+                and looks_minified(path, _added_texts(self.hunks))
+            ):
+                reason = "minified"
         return FileDiff(
             path=path,
             old_path=old_path,
@@ -294,6 +401,13 @@ class _FileBuilder:
             deletions=self.deletions,
             skip_reason=reason,
         )
+
+
+def _added_texts(hunks: list[Hunk]) -> Iterator[str]:
+    for h in hunks:
+        for ln in h.lines:
+            if ln.kind == "+":
+                yield ln.text
 
 
 def _head_lines(hunks: list[Hunk]) -> list[str]:
