@@ -34,6 +34,7 @@ __all__ = [
     "format_file_patch",
     "gitattributes",
     "looks_minified",
+    "moved_lines",
     "parse_diff",
     "skip_reason",
 ]
@@ -774,3 +775,70 @@ def _names_section(head: str, names: list[str], room: int) -> str:
         out.append(name)
         used += len(name)
     return "".join(out) if len(out) > 1 and used <= room else ""
+
+
+# ------------------------------------------------------------------------------------------ moved code
+
+MOVED_MIN_LINES = 3  # significant lines: shorter runs (a closing brace and a return) repeat by chance
+_TRIVIAL = re.compile(r"^(?:[\s{}()\[\];,]*|end|else:?|pass|return;?|\}\s*else\s*\{|try:|finally:|break;?)$")
+
+
+def _moved_key(text: str) -> str | None:
+    """The line as compared for moves: whitespace-insensitive; None for lines too trivial to count."""
+    key = " ".join(text.split())
+    return None if _TRIVIAL.match(key) else key
+
+
+def moved_lines(changeset: Changeset) -> dict[str, frozenset[int]]:
+    """New-file lines (per path) of added code that the same change deleted elsewhere: a block of at least
+    :data:`MOVED_MIN_LINES` significant lines, same text ignoring indentation, in the same or another file.
+
+    Moved code is not new code: nothing is posted on it. A line edited while moving differs and stays new.
+    """
+    removed: set[tuple[str, ...]] = set()
+    k = MOVED_MIN_LINES
+    for f in changeset.files:
+        for h in f.hunks:
+            run: list[str] = []
+            for ln in (*h.lines, None):
+                if ln is not None and ln.kind == "-":
+                    key = _moved_key(ln.text)
+                    if key is not None:
+                        run.append(key)
+                    continue
+                if ln is not None and ln.kind == " " and not ln.text.strip():
+                    continue
+                for i in range(len(run) - k + 1):
+                    removed.add(tuple(run[i : i + k]))
+                run = []
+    if not removed:
+        return {}
+    out: dict[str, frozenset[int]] = {}
+    for f in changeset.files:
+        if f.status is FileStatus.DELETED:
+            continue
+        found: set[int] = set()
+        for h in f.hunks:
+            run_keys: list[str] = []
+            run_nos: list[list[int]] = []  # per significant line: it and the blank/trivial lines before it
+            pending: list[int] = []
+            for ln in (*h.lines, None):
+                if ln is not None and ln.kind == "+" and ln.new_no is not None:
+                    key = _moved_key(ln.text)
+                    if key is None:
+                        pending.append(ln.new_no)
+                        continue
+                    run_keys.append(key)
+                    run_nos.append([*pending, ln.new_no])
+                    pending = []
+                    continue
+                if ln is not None and (ln.kind == "-" or not ln.text.strip()):
+                    continue  # removed or blank lines between added ones don't break an added run
+                for i in range(len(run_keys) - k + 1):
+                    if tuple(run_keys[i : i + k]) in removed:
+                        for nos in run_nos[i : i + k]:
+                            found.update(nos[-1:] if nos is run_nos[i] else nos)
+                run_keys, run_nos, pending = [], [], []
+        if found:
+            out[f.path] = frozenset(found)
+    return out

@@ -10,7 +10,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.agent.definitions import AgentDefinition, load_definition
@@ -18,6 +18,7 @@ from bot.agent.prompt import ReviewPromptContext
 from bot.agent.providers import Provider
 from bot.agent.runner import AgentBudgets, run_agent
 from bot.agent.tools import Toolbox
+from bot.basetree import read_base_context
 from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, parse_diff
 from bot.errors import BudgetExceeded
@@ -25,6 +26,7 @@ from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
+from bot.rules.repo_rules import load_rules, run_repo_rules
 
 log = get_logger(__name__)
 
@@ -122,14 +124,20 @@ async def review_workspace(
         raise BudgetExceeded(
             f"the diff is {len(diff_text):,} bytes; backend-review reads at most {inputs.max_diff_bytes:,}"
         )
+    # File kinds, database dialects and repository rules come from the BASE branch only (P-04).
+    base = await read_base_context(ws, ws.base_sha or ws.merge_base)
     changeset = parse_diff(
         diff_text,
         base_sha=inputs.diff_base or ws.merge_base or "",
         head_sha=ws.head_sha,
-        filters=inputs.filters,
+        filters=replace(inputs.filters, attributes=base.attributes),
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
-    rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
+    repo_rules, rule_problems = load_rules(base.rule_files)
+    repo_run = run_repo_rules(repo_rules, changeset, head_reader(ws.path))
+    rule_findings = tuple(
+        f for f in (*run_rules(changeset, base.project), *repo_run.findings) if _in_focus(f, inputs.focus)
+    )
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -156,7 +164,8 @@ async def review_workspace(
             on_progress=say,
         )
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
-    notes = list(inputs.notes)
+    notes = [*inputs.notes, *rule_problems, *repo_run.notes]
+    notes += [f"`{p}`: over the repository-rule caps; its rules are off" for p in base.rule_files_skipped]
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:
         notes.append(agent_result.note)
     ctx = ReviewContext(
