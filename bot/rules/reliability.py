@@ -189,6 +189,12 @@ _PY_DB_CALL = re.compile(
     r"|\b(?:cursor|cur|conn|connection|db)\.(?:execute|fetch|fetchrow|fetchval)\s*\("
 )
 _PY_LOOP = re.compile(r"^(?:async\s+)?for\s+.+\s+in\s+.+:")
+# A loop over a literal or a module constant (an UPPER_CASE name, its .items()/.keys()/.values(), a small
+# range) runs a fixed, small number of times: one query per entry is not an N+1 (data migrations do this).
+_PY_BOUNDED_LOOP = re.compile(
+    r"^(?:async\s+)?for\s+.+\s+in\s+(?:(?:\[[^()\[\]]*\]|\([^()]*\)|\{[^(){}]*\})(?:\.(?:items|keys|values)\(\))?|[A-Z][A-Z0-9_]*(?:\.(?:items|keys|values)\(\))?"
+    r"|range\(\s*\d{1,2}\s*\)|(?:sorted|enumerate)\(\s*[A-Z][A-Z0-9_]*(?:\.(?:items|keys|values)\(\))?\s*\))\s*:$"
+)
 _PY_COMPREHENSION = re.compile(r"\bfor\s+[\w, ()]+\s+in\s+")
 
 
@@ -199,7 +205,8 @@ def _py_loop_query(src: Source) -> Iterator[Hit]:
             continue
         for header in src.py_blocks(i):
             if _PY_LOOP.match(header):
-                yield Hit(i)
+                if not _PY_BOUNDED_LOOP.match(header):
+                    yield Hit(i)
                 break
             if header.startswith(("def ", "async def ", "class ", "while ")):
                 break
