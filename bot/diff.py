@@ -213,18 +213,21 @@ _MINIFIED_PROSE = re.compile(r"\.(?:md|markdown|rst|txt|adoc|csv|tsv|po|svg|xml|
 
 
 def looks_minified(path: str, added: Iterable[str]) -> bool:
-    """Whether added lines are machine-packed text (minified JS/CSS, one-line JSON bundles): a long line
-    with almost no whitespace. Reads at most a few KB of one line, so a 20 MB one-line file costs nothing."""
+    """Whether the added text is machine-packed (minified JS/CSS, one-line bundles): most of it sits in
+    long lines with almost no whitespace. Reads at most a few KB of each long line, so a 20 MB one-line
+    file costs nothing; one embedded blob in hand-written code is not most of its text."""
     if _MINIFIED_PROSE.search(path):
         return False
+    total = packed = 0
     for text in added:
-        if len(text) < _MINIFIED_LINE:
+        n = len(text)
+        total += n
+        if n < _MINIFIED_LINE:
             continue
         sample = text[:_MINIFIED_SAMPLE]
-        blanks = sample.count(" ") + sample.count("\t")
-        if blanks < len(sample) * 0.05:
-            return True
-    return False
+        if sample.count(" ") + sample.count("\t") < len(sample) * 0.10:
+            packed += n
+    return packed > 0 and packed * 2 >= total
 
 
 def gitattributes(files: Sequence[tuple[str, str]]) -> tuple[tuple[str, str, str | None], ...]:
