@@ -103,7 +103,7 @@ def test_linguist_attributes_of_the_base_branch_skip_files(git_repo: GitRepo) ->
     ]["skipped"]
 
 
-def test_a_pull_request_cannot_mark_its_own_files_generated(git_repo: GitRepo) -> None:
+def test_p04_a_pull_request_cannot_mark_its_own_files_generated(git_repo: GitRepo) -> None:
     base = git_repo.commit("base", {"README.md": "x\n"})
     git_repo.commit("head", {".gitattributes": "app/** linguist-generated\n", "app/users.py": SQL_FN})
     outcome = review(git_repo, base)
@@ -226,7 +226,7 @@ def test_repository_rules_from_the_base_branch_run_offline(git_repo: GitRepo) ->
     assert any(c.path == "app/handlers.py" and c.line == 5 for c in outcome.draft.comments)
 
 
-def test_a_pull_request_cannot_add_or_change_the_rules_that_review_it(git_repo: GitRepo) -> None:
+def test_p04_a_pull_request_cannot_add_or_change_the_rules_that_review_it(git_repo: GitRepo) -> None:
     base = git_repo.commit("base", {".github/backend-review/rules/logging.yml": RULE, "README.md": "x\n"})
     git_repo.commit(
         "head",
@@ -244,7 +244,7 @@ def test_a_pull_request_cannot_add_or_change_the_rules_that_review_it(git_repo: 
     assert "repo:no-print" in ids and "repo:no-return" not in ids
 
 
-def test_a_broken_rule_file_is_a_visible_note_not_a_failure(git_repo: GitRepo) -> None:
+def test_p04_a_broken_rule_file_is_a_visible_note_not_a_failure(git_repo: GitRepo) -> None:
     broken = "id: bad\nlanguage: python\nmessage: x\nrule:\n  regex: '(a)\\1'\n"
     base = git_repo.commit(
         "base",

@@ -164,14 +164,14 @@ GOOD = "id: ok\nlanguage: python\nmessage: m\nrule: {pattern: print($A)}\n"
         ),
     ],
 )
-def test_invalid_rules_are_named_and_switched_off(text: str, error: str) -> None:
+def test_p04_invalid_rules_are_named_and_switched_off(text: str, error: str) -> None:
     rules, problems = load_rules([(f"{DIR}/bad.yml", text), (f"{DIR}/good.yml", GOOD)])
     assert [r.id for r in rules] == ["ok"]
     assert len(problems) == 1 and problems[0].startswith(f"`{DIR}/bad.yml`"), problems
     assert error in problems[0]
 
 
-def test_nesting_and_size_caps() -> None:
+def test_p04_nesting_and_size_caps() -> None:
     rule: dict[str, object] = {"pattern": "a"}
     for _ in range(20):
         rule = {"not": rule}
@@ -188,7 +188,7 @@ def test_nesting_and_size_caps() -> None:
     assert "nested deeper than 12" in problems[0] and "more than 200 rule objects" in problems[1]
 
 
-def test_rule_count_cap_and_duplicate_ids() -> None:
+def test_p04_rule_count_cap_and_duplicate_ids() -> None:
     many = "\n---\n".join(GOOD.replace("id: ok", f"id: r{i}") for i in range(MAX_RULES + 5))
     rules, problems = load_rules([(f"{DIR}/many.yml", many), (f"{DIR}/zz.yml", GOOD.replace("ok", "r1"))])
     assert len(rules) == MAX_RULES
@@ -197,7 +197,7 @@ def test_rule_count_cap_and_duplicate_ids() -> None:
     assert dup == [f"`{DIR}/b.yml`: id 'ok' is used by another rule; this rule is off"]
 
 
-def test_time_budget_stops_the_run_with_a_note() -> None:
+def test_p04_time_budget_stops_the_run_with_a_note() -> None:
     rules = _rules("\n---\n".join(GOOD.replace("id: ok", f"id: r{i}") for i in range(3)))
     ticks = iter(range(100))
     fd = file_diff("a.py", "print(1)")
