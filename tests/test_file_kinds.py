@@ -168,3 +168,10 @@ def test_the_migrations_framework_picks_its_settings() -> None:
         framework_of("migrations/20240101-add.js", "module.exports = { up(queryInterface) {} }")
         == "sequelize"
     )
+
+
+def test_a_migration_of_no_known_framework_takes_what_all_settings_agree_on() -> None:
+    rails_mysql = ProjectDialects({"rails": frozenset({MYSQL})})
+    assert dialect_of("db/migrations/002_idx.sql", "CREATE INDEX i ON t (x);", rails_mysql) == MYSQL
+    split = ProjectDialects({"rails": frozenset({MYSQL}), "knex": frozenset({POSTGRES})})
+    assert dialect_of("db/migrations/002_idx.sql", "CREATE INDEX i ON t (x);", split) is None

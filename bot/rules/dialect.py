@@ -122,11 +122,15 @@ class ProjectDialects:
     by_source: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def for_framework(self, framework: str | None) -> str | None:
+        """The framework's own settings first, then the drivers, then whatever all settings agree on."""
         if framework and framework in self.by_source:
             found = _choose(self.by_source[framework])
             if found:
                 return found
-        return _choose(self.by_source.get("drivers", frozenset()))
+        found = _choose(self.by_source.get("drivers", frozenset()))
+        if found:
+            return found
+        return _choose(d for dialects in self.by_source.values() for d in dialects)
 
 
 UNKNOWN_PROJECT = ProjectDialects()
