@@ -209,14 +209,16 @@ def skip_reason(path: str, added_head: Sequence[str] = (), filters: PathFilters 
 
 _MINIFIED_LINE = 500  # chars: longer lines than hand-written code has
 _MINIFIED_SAMPLE = 4096
-_MINIFIED_PROSE = re.compile(r"\.(?:md|markdown|rst|txt|adoc|csv|tsv|po|svg|xml|html?)$", re.I)
+# Packed text is a web asset: JavaScript, CSS, JSON bundles. A long line in source code (a Django choices
+# list, an embedded constant) is not minification.
+_MINIFIED_KINDS = re.compile(r"\.(?:[cm]?js|css|json|map)$", re.I)
 
 
 def looks_minified(path: str, added: Iterable[str]) -> bool:
     """Whether the added text is machine-packed (minified JS/CSS, one-line bundles): most of it sits in
     long lines with almost no whitespace. Reads at most a few KB of each long line, so a 20 MB one-line
     file costs nothing; one embedded blob in hand-written code is not most of its text."""
-    if _MINIFIED_PROSE.search(path):
+    if not _MINIFIED_KINDS.search(path):
         return False
     total = packed = 0
     for text in added:
@@ -225,7 +227,7 @@ def looks_minified(path: str, added: Iterable[str]) -> bool:
         if n < _MINIFIED_LINE:
             continue
         sample = text[:_MINIFIED_SAMPLE]
-        if sample.count(" ") + sample.count("\t") < len(sample) * 0.10:
+        if sample.count(" ") + sample.count("\t") < len(sample) * 0.06:
             packed += n
     return packed > 0 and packed * 2 >= total
 

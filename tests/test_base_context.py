@@ -119,9 +119,11 @@ def test_nested_gitattributes_are_relative_to_their_directory(git_repo: GitRepo)
 # -- minified bundles -------------------------------------------------------------------------------------
 
 MINIFIED = (
-    'var e=require("x");function t(n){return e.query("SELECT * FROM t WHERE id="+n.id)}'
-    'const password="hunter2-admin";' * 20
-)
+    '!function(e){"use strict";var t=e.db,r=e.cfg||{};function n(o){return t.query('
+    '"SELECT * FROM t WHERE id="+o.id).then(function(e){return e.rows[0]})}function i(o,a){return '
+    'r.retry?n(o).catch(function(){return n(o)}):n(o)}var c={password:"hunter2-admin",user:"svc"};'
+    "e.exports={find:n,get:i,cfg:c}}(module);"
+) * 20
 
 
 def test_minified_and_hashed_bundles_are_skipped_and_listed(git_repo: GitRepo) -> None:

@@ -31,10 +31,13 @@ def test_minified_bundle_text() -> None:
         ("app/views.py", ["x = 1"] * 500),  # many short lines
         ("app/queries.py", ["SQL = '" + "SELECT a, b FROM t WHERE x = 1 " * 40 + "'"]),  # long, but spaced
         ("README.md", ["a" * 5000]),  # prose formats are never code bundles
+        ("app/icons.py", ["ICON = '" + "A" * 3000 + "'"]),  # source code is never minified
         (
-            "app/icons.py",
-            ["ICON = '" + "A" * 3000 + "'"] + [f"def f{i}(x):  # helper {i}" for i in range(300)],
+            "hc/api/migrations/0123_alter_channel_kind.py",  # a Django choices list on one line
+            ["            field=models.CharField(choices=[" + "('pagertree', 'PagerTree'), " * 40 + "])"],
         ),
+        ("static/app.js", ["const CHOICES = [" + "['pagertree', 'PagerTree'], " * 40 + "];"]),
+        ("static/data.json", ['{"a": 1, ' * 100 + "}"]),  # pretty enough JSON on one line
     ],
 )
 def test_hand_written_text_is_not_minified(path: str, lines: list[str]) -> None:

@@ -195,6 +195,10 @@ _PY_BOUNDED_LOOP = re.compile(
     r"^(?:async\s+)?for\s+.+\s+in\s+(?:(?:\[[^()\[\]]*\]|\([^()]*\)|\{[^(){}]*\})(?:\.(?:items|keys|values)\(\))?|[A-Z][A-Z0-9_]*(?:\.(?:items|keys|values)\(\))?"
     r"|range\(\s*\d{1,2}\s*\)|(?:sorted|enumerate)\(\s*[A-Z][A-Z0-9_]*(?:\.(?:items|keys|values)\(\))?\s*\))\s*:$"
 )
+# One bulk UPDATE/DELETE per key of an in-memory mapping (old → new values in a data migration) is a
+# statement per key, not a query per row.
+_PY_MAPPING_LOOP = re.compile(r"^(?:async\s+)?for\s+.+\s+in\s+[\w.]+\.(?:items|keys|values)\(\)\s*:$")
+_PY_BULK_WRITE = re.compile(r"\.objects\.(?:filter|exclude)\(.*\)\.(?:update|delete)\(")
 _PY_COMPREHENSION = re.compile(r"\bfor\s+[\w, ()]+\s+in\s+")
 
 
@@ -205,7 +209,8 @@ def _py_loop_query(src: Source) -> Iterator[Hit]:
             continue
         for header in src.py_blocks(i):
             if _PY_LOOP.match(header):
-                if not _PY_BOUNDED_LOOP.match(header):
+                bulk_per_key = _PY_MAPPING_LOOP.match(header) and _PY_BULK_WRITE.search(src.lines[i])
+                if not _PY_BOUNDED_LOOP.match(header) and not bulk_per_key:
                     yield Hit(i)
                 break
             if header.startswith(("def ", "async def ", "class ", "while ")):

@@ -224,7 +224,6 @@ def test_bulk_update_per_entry_of_a_constant_is_not_n_plus_one() -> None:
         "for t in Ticket.objects.all():",
         "for t in tickets:",
         "for t in (await session.execute(q)).scalars():",
-        "for old, new in mapping.items():",
     ],
 )
 def test_loops_over_data_still_flag_a_query_per_row(loop: str) -> None:
@@ -242,3 +241,17 @@ def test_status_of_test_helper_does_not_matter() -> None:
     code = GO_USER.format(pkg="x", imports='import "testing"\n')
     fd = file_diff("internal/store/helpers.go", code, status=FileStatus.MODIFIED)
     assert not [f for f in run_rules(changeset(fd)) if f.source == "hardcoded-secret"]
+
+
+def test_bulk_update_per_key_of_an_imported_mapping_is_not_n_plus_one() -> None:
+    # healthchecks 0121_fix_legacy_timezones_ii: one UPDATE per legacy zone name, not per row
+    code = (
+        "from hc.lib.tz import legacy_timezones\n\n\n"
+        "def fix_tz(apps, schema_editor):\n"
+        '    Check = apps.get_model("api", "Check")\n'
+        "    for old, new in legacy_timezones.items():\n"
+        "        Check.objects.filter(tz=old).update(tz=new)\n"
+    )
+    assert "py-query-in-loop" not in rule_ids("hc/api/migrations/0121_fix_legacy_timezones_ii.py", code)
+    per_row = code.replace(".update(tz=new)", ".first()")  # a read per key is still a query per entry
+    assert "py-query-in-loop" in rule_ids("hc/api/migrations/0121_fix_legacy_timezones_ii.py", per_row)
