@@ -208,6 +208,7 @@ def skip_reason(path: str, added_head: Sequence[str] = (), filters: PathFilters 
 
 
 _MINIFIED_LINE = 500  # chars: longer lines than hand-written code has
+_MACHINE_LINE = 100_000
 _MINIFIED_SAMPLE = 4096
 # Packed text is a web asset: JavaScript, CSS, JSON bundles. A long line in source code (a Django choices
 # list, an embedded constant) is not minification.
@@ -218,11 +219,14 @@ def looks_minified(path: str, added: Iterable[str]) -> bool:
     """Whether the added text is machine-packed (minified JS/CSS, one-line bundles): most of it sits in
     long lines with almost no whitespace. Reads at most a few KB of each long line, so a 20 MB one-line
     file costs nothing; one embedded blob in hand-written code is not most of its text."""
-    if not _MINIFIED_KINDS.search(path):
-        return False
+    web = _MINIFIED_KINDS.search(path) is not None
     total = packed = 0
     for text in added:
         n = len(text)
+        if n >= _MACHINE_LINE:
+            return True  # nobody writes a 100,000-character line by hand, whatever the file type
+        if not web:
+            continue
         total += n
         if n < _MINIFIED_LINE:
             continue
@@ -785,47 +789,53 @@ def _names_section(head: str, names: list[str], room: int) -> str:
 # ------------------------------------------------------------------------------------------ moved code
 
 MOVED_MIN_LINES = 3  # significant lines: shorter runs (a closing brace and a return) repeat by chance
-_TRIVIAL = re.compile(r"^(?:[\s{}()\[\];,]*|end|else:?|pass|return;?|\}\s*else\s*\{|try:|finally:|break;?)$")
+_TRIVIAL = frozenset(
+    {"end", "else", "else:", "pass", "return", "return;", "try:", "finally:", "break", "break;"}
+)
 
 
 def _moved_key(text: str) -> str | None:
-    """The line as compared for moves: whitespace-insensitive; None for lines too trivial to count."""
-    key = " ".join(text.split())
-    return None if _TRIVIAL.match(key) else key
+    """The line as compared for moves: without indentation; None for lines too trivial to count."""
+    key = text.strip()
+    if not key.strip("{}()[];, ") or key in _TRIVIAL or key == "} else {":
+        return None
+    return key
 
 
-def moved_lines(changeset: Changeset) -> dict[str, frozenset[int]]:
+def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dict[str, frozenset[int]]:
     """New-file lines (per path) of added code that the same change deleted elsewhere: a block of at least
-    :data:`MOVED_MIN_LINES` significant lines, same text ignoring indentation, in the same or another file.
+    :data:`MOVED_MIN_LINES` significant lines, same text ignoring indentation, each consecutive pair of
+    which was also consecutive among the deleted lines (same or another file). ``paths``: only look for
+    moved code in these files (the ones with findings); the deleted side is always the whole change.
 
     Moved code is not new code: nothing is posted on it. A line edited while moving differs and stays new.
     """
-    removed: set[tuple[str, ...]] = set()
-    k = MOVED_MIN_LINES
+    pairs: set[tuple[str, str]] = set()  # (deleted line, the deleted line right after it)
     for f in changeset.files:
         for h in f.hunks:
-            run: list[str] = []
-            for ln in (*h.lines, None):
-                if ln is not None and ln.kind == "-":
+            prev: str | None = None
+            for ln in h.lines:
+                if ln.kind == "-":
                     key = _moved_key(ln.text)
-                    if key is not None:
-                        run.append(key)
-                    continue
-                if ln is not None and ln.kind == " " and not ln.text.strip():
-                    continue
-                for i in range(len(run) - k + 1):
-                    removed.add(tuple(run[i : i + k]))
-                run = []
-    if not removed:
+                    if key is None:
+                        continue
+                    if prev is not None:
+                        pairs.add((prev, key))
+                    prev = key
+                elif ln.text.strip():
+                    prev = None
+    if not pairs:
         return {}
+    wanted = None if paths is None else set(paths)
+    k = MOVED_MIN_LINES
     out: dict[str, frozenset[int]] = {}
     for f in changeset.files:
-        if f.status is FileStatus.DELETED:
+        if f.status is FileStatus.DELETED or (wanted is not None and f.path not in wanted):
             continue
         found: set[int] = set()
         for h in f.hunks:
-            run_keys: list[str] = []
-            run_nos: list[list[int]] = []  # per significant line: it and the blank/trivial lines before it
+            keys: list[str] = []
+            nos: list[list[int]] = []  # per significant line: it and the trivial lines just before it
             pending: list[int] = []
             for ln in (*h.lines, None):
                 if ln is not None and ln.kind == "+" and ln.new_no is not None:
@@ -833,17 +843,19 @@ def moved_lines(changeset: Changeset) -> dict[str, frozenset[int]]:
                     if key is None:
                         pending.append(ln.new_no)
                         continue
-                    run_keys.append(key)
-                    run_nos.append([*pending, ln.new_no])
+                    keys.append(key)
+                    nos.append([*pending, ln.new_no])
                     pending = []
                     continue
                 if ln is not None and (ln.kind == "-" or not ln.text.strip()):
                     continue  # removed or blank lines between added ones don't break an added run
-                for i in range(len(run_keys) - k + 1):
-                    if tuple(run_keys[i : i + k]) in removed:
-                        for nos in run_nos[i : i + k]:
-                            found.update(nos[-1:] if nos is run_nos[i] else nos)
-                run_keys, run_nos, pending = [], [], []
+                linked = [(keys[j], keys[j + 1]) in pairs for j in range(len(keys) - 1)]
+                for i in range(len(keys) - k + 1):
+                    if all(linked[i : i + k - 1]):
+                        found.add(nos[i][-1])
+                        for block in nos[i + 1 : i + k]:
+                            found.update(block)
+                keys, nos, pending = [], [], []
         if found:
             out[f.path] = frozenset(found)
     return out

@@ -425,7 +425,9 @@ def _summary_details(rows: Sequence[_Candidate], ctx: ReviewContext, budget: int
 
 def _not_on_moved_code(findings: list[Finding], changeset: Changeset) -> list[Finding]:
     """Moved code is not new code: a finding whose lines all moved here unchanged is not posted."""
-    moved = moved_lines(changeset)
+    if not findings:
+        return findings
+    moved = moved_lines(changeset, {f.path for f in findings})
     if not moved:
         return findings
     return [

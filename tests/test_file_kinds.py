@@ -46,6 +46,8 @@ def test_hand_written_text_is_not_minified(path: str, lines: list[str]) -> None:
 
 def test_a_20_mb_line_is_judged_from_a_sample() -> None:
     assert looks_minified("big.js", ["a=1;" * 5_000_000])
+    assert looks_minified("data/dump.txt", ["a = 1; " * 2_500_000])  # any type: machine-made
+    assert not looks_minified("data/notes.txt", ["a = 1; " * 10_000])
 
 
 @pytest.mark.parametrize(
