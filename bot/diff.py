@@ -837,17 +837,17 @@ def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dic
             keys: list[str] = []
             nos: list[list[int]] = []  # per significant line: it and the trivial lines just before it
             pending: list[int] = []
-            for ln in (*h.lines, None):
-                if ln is not None and ln.kind == "+" and ln.new_no is not None:
-                    key = _moved_key(ln.text)
+            for dl in (*h.lines, None):
+                if dl is not None and dl.kind == "+" and dl.new_no is not None:
+                    key = _moved_key(dl.text)
                     if key is None:
-                        pending.append(ln.new_no)
+                        pending.append(dl.new_no)
                         continue
                     keys.append(key)
-                    nos.append([*pending, ln.new_no])
+                    nos.append([*pending, dl.new_no])
                     pending = []
                     continue
-                if ln is not None and (ln.kind == "-" or not ln.text.strip()):
+                if dl is not None and (dl.kind == "-" or not dl.text.strip()):
                     continue  # removed or blank lines between added ones don't break an added run
                 linked = [(keys[j], keys[j + 1]) in pairs for j in range(len(keys) - 1)]
                 for i in range(len(keys) - k + 1):
