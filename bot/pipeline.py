@@ -20,7 +20,7 @@ from bot.agent.runner import AgentBudgets, run_agent
 from bot.agent.tools import Toolbox
 from bot.basetree import read_base_context
 from bot.checkout import Workspace
-from bot.diff import PathFilters, budget_prompt, parse_diff
+from bot.diff import PathFilters, budget_prompt, mark_generated, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
@@ -78,7 +78,13 @@ def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
     return read
 
 
-def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
+def head_prefix_reader(root: Path, limit: int = 8192) -> Callable[[str], Sequence[str] | None]:
+    """The first ``limit`` bytes of head files, as lines, with the same jail as :func:`head_reader`."""
+    root = root.resolve()
+    return lambda path: _read_jailed(root, path, limit)
+
+
+def _read_jailed(root: Path, path: str, limit: int | None = None) -> Sequence[str] | None:
     parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or "\0" in path:
         return None
@@ -93,14 +99,14 @@ def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
             return None
         if stat.S_ISLNK(st.st_mode):
             return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HEAD_FILE_BYTES:
+    if not stat.S_ISREG(st.st_mode) or (limit is None and st.st_size > MAX_HEAD_FILE_BYTES):
         return None
     try:
         fd = os.open(current, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_HEAD_FILE_BYTES + 1)
+        data = fh.read(limit or MAX_HEAD_FILE_BYTES + 1)
     if b"\0" in data[:8192]:
         return None
     return data.decode("utf-8", errors="replace").splitlines()
@@ -132,6 +138,7 @@ async def review_workspace(
         head_sha=ws.head_sha,
         filters=replace(inputs.filters, attributes=base.attributes),
     )
+    changeset = mark_generated(changeset, head_prefix_reader(ws.path))
     say(f"{len(changeset.files)} changed files, running offline checks")
     repo_rules, rule_problems = load_rules(base.rule_files)
     repo_run = run_repo_rules(repo_rules, changeset, head_reader(ws.path))

@@ -116,6 +116,20 @@ def test_nested_gitattributes_are_relative_to_their_directory(git_repo: GitRepo)
     assert set(skipped(review(git_repo, base))) == {"web/x/views.py"}
 
 
+def test_a_change_deep_inside_a_generated_file_is_skipped_by_its_marker(git_repo: GitRepo) -> None:
+    body = "".join(f"export const v{i} = {i};\n" for i in range(400))
+    gen = "// 1776520206\n// GENERATED CODE - DO NOT MODIFY BY HAND\n" + body
+    base = git_repo.commit("base", {"plugins/types/generated/types.d.ts": gen, "src/app.ts": body})
+    new_line = "export const q = eval(req.query.x);\n"
+    git_repo.commit(
+        "head",
+        {"plugins/types/generated/types.d.ts": gen + new_line, "src/app.ts": body + new_line},
+    )
+    outcome = review(git_repo, base)
+    assert skipped(outcome) == {"plugins/types/generated/types.d.ts": "generated"}
+    assert {p for p, _ in sources(outcome)} <= {"src/app.ts"}
+
+
 # -- minified bundles -------------------------------------------------------------------------------------
 
 MINIFIED = (

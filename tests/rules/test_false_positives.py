@@ -255,3 +255,37 @@ def test_bulk_update_per_key_of_an_imported_mapping_is_not_n_plus_one() -> None:
     assert "py-query-in-loop" not in rule_ids("hc/api/migrations/0121_fix_legacy_timezones_ii.py", code)
     per_row = code.replace(".update(tz=new)", ".first()")  # a read per key is still a query per entry
     assert "py-query-in-loop" in rule_ids("hc/api/migrations/0121_fix_legacy_timezones_ii.py", per_row)
+
+
+# -- seen on pocketbase (a Go service with a JS front end and built assets) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'placeholder: "-----BEGIN PRIVATE KEY-----\\n...\\n-----END PRIVATE KEY-----",',  # a format hint
+        'if (pem.startsWith("-----BEGIN PRIVATE KEY-----")) {',  # a prefix check
+        'const hint = "-----BEGIN RSA PRIVATE KEY-----\\n<your key>\\n-----END RSA PRIVATE KEY-----";',
+    ],
+)
+def test_a_pem_header_without_a_key_body_is_not_a_key(code: str) -> None:
+    assert "private-key" not in rule_ids("ui/src/collections/oauth2/appleOptions.js", code)
+
+
+def test_a_pem_key_with_its_body_is_flagged() -> None:
+    code = (
+        'const KEY = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC'
+        '\\n-----END PRIVATE KEY-----";'
+    )
+    assert "private-key" in rule_ids("src/keys.js", code)
+
+
+@pytest.mark.parametrize("value", ["123456789", "987654321", "12345678", "aaaaaaaa", "00000000"])
+def test_sequential_or_repeated_values_are_obviously_fake(value: str) -> None:
+    assert "hardcoded-secret" not in rule_ids(
+        "ui/src/apiPreview/docsCreate.js", f'payload.password = "{value}";'
+    )
+
+
+def test_a_real_looking_password_in_app_code_is_flagged() -> None:
+    assert "hardcoded-secret" in rule_ids("src/config.js", 'payload.password = "Tr0ub4dor&3";')
