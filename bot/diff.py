@@ -831,8 +831,9 @@ def _moved_key(text: str) -> str | None:
 def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dict[str, frozenset[int]]:
     """New-file lines (per path) of added code that the same change deleted elsewhere: a block of at least
     :data:`MOVED_MIN_LINES` significant lines, same text ignoring indentation, each consecutive pair of
-    which was also consecutive among the deleted lines (same or another file). ``paths``: only look for
-    moved code in these files (the ones with findings); the deleted side is always the whole change.
+    which was also consecutive among the deleted lines (same or another file); and lines that only had
+    their spacing changed in the same file. ``paths``: only look in these files (the ones with
+    findings); the deleted side is always the whole change.
 
     Moved code is not new code: nothing is posted on it. A line edited while moving differs and stays new.
     """
@@ -850,8 +851,6 @@ def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dic
                     prev = key
                 elif ln.text.strip():
                     prev = None
-    if not pairs:
-        return {}
     wanted = None if paths is None else set(paths)
     k = MOVED_MIN_LINES
     out: dict[str, frozenset[int]] = {}
@@ -859,7 +858,13 @@ def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dic
         if f.status is FileStatus.DELETED or (wanted is not None and f.path not in wanted):
             continue
         found: set[int] = set()
+        # a line only re-spaced (a formatter's change: "[:a, :b]" → "[ :a, :b ]") is not new either
+        respaced = {"".join(r.text.split()) for h in f.hunks for r in h.lines if r.kind == "-"}
+        respaced.discard("")
         for h in f.hunks:
+            for a in h.lines:
+                if a.kind == "+" and a.new_no is not None and "".join(a.text.split()) in respaced:
+                    found.add(a.new_no)
             keys: list[str] = []
             nos: list[list[int]] = []  # per significant line: it and the trivial lines just before it
             pending: list[int] = []

@@ -280,3 +280,27 @@ def test_repo_without_a_base_tree_reads_nothing(tmp_path: Path) -> None:
     base = repo.commit("base", {"README.md": "x\n"})
     repo.commit("head", {"app/users.py": SQL_FN})
     assert ("app/users.py", "py-sql-format") in sources(review(repo, base))
+
+
+def test_a_line_only_respaced_by_a_formatter_is_not_new(git_repo: GitRepo) -> None:
+    # maybe-finance/maybe 7aca5a22 "Fix array bracket spacing in migrations": rubocop, not a new index
+    before = (
+        "class AddIdx < ActiveRecord::Migration[7.2]\n"
+        "  def change\n    add_index :devices, [:user_id, :device_id]\n  end\nend\n"
+    )
+    base = git_repo.commit("base", {"db/migrate/20250618110104_add_idx.rb": before})
+    git_repo.commit(
+        "head",
+        {
+            "db/migrate/20250618110104_add_idx.rb": before.replace(
+                "[:user_id, :device_id]", "[ :user_id, :device_id ]"
+            )
+        },
+    )
+    outcome = review(git_repo, base)
+    assert "mig-index-not-concurrent" in {f.source for f in outcome.rule_findings}
+    assert not outcome.draft.findings
+    git_repo.commit(
+        "change", {"db/migrate/20250618110104_add_idx.rb": before.replace(":device_id]", ":kind]")}
+    )
+    assert review(git_repo, "HEAD~1").draft.findings  # a real edit of the line is new
