@@ -76,4 +76,4 @@ def run_rules(changeset: Changeset, project: ProjectDialects = UNKNOWN_PROJECT) 
                     )
                 )
     findings.sort(key=lambda f: (f.path, f.line, f.source))
-    return findings
+    return migrations.one_per_file(findings)

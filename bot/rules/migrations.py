@@ -8,9 +8,10 @@ The down/downgrade/rollback half of a migration undoes the up half, so drops the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
-from bot.models import Category, FileStatus, Severity
+from bot.models import Category, FileStatus, Finding, Severity
 from bot.rules.base import MIGRATION_LANGS, Check, Hit, Source, call_args, kwarg, rule
 from bot.rules.dialect import POSTGRES
 
@@ -445,3 +446,31 @@ CHECKS = (
         migrations_only=True,
     ),
 )
+
+
+_IDS = frozenset(c.rule.id for c in CHECKS)
+
+
+def one_per_file(findings: Sequence[Finding]) -> list[Finding]:
+    """One comment per migration rule and file (path- and line-ordered input): ten indexes added in one
+    migration are one decision for its author, so the first finding names the other lines."""
+    out: list[Finding] = []
+    first: dict[tuple[str, str], int] = {}
+    more: dict[int, list[int]] = {}
+    for f in findings:
+        if f.source not in _IDS:
+            out.append(f)
+            continue
+        key = (f.path, f.source)
+        if key in first:
+            more.setdefault(first[key], []).append(f.line)
+            continue
+        first[key] = len(out)
+        out.append(f)
+    for idx, lines in more.items():
+        f = out[idx]
+        listed = ", ".join(str(n) for n in lines[:20]) + (", …" if len(lines) > 20 else "")
+        out[idx] = replace(
+            f, body=f"{f.body} The same applies to line{'s' if len(lines) > 1 else ''} {listed}."
+        )
+    return out

@@ -289,3 +289,17 @@ def test_sequential_or_repeated_values_are_obviously_fake(value: str) -> None:
 
 def test_a_real_looking_password_in_app_code_is_flagged() -> None:
     assert "hardcoded-secret" in rule_ids("src/config.js", 'payload.password = "Tr0ub4dor&3";')
+
+
+def test_one_comment_per_migration_rule_and_file() -> None:
+    # maybe-finance/maybe d5b147f2 add_indexes_to_core_models: ten add_index lines, one decision
+    code = "\n".join(f"    add_index :t{i}, :c" for i in range(10))
+    found = [
+        f
+        for f in findings("db/migrate/20250718120146_add_indexes.rb", code)
+        if f.source == "mig-index-not-concurrent"
+    ]
+    assert [f.line for f in found] == [1]
+    assert found[0].body.endswith("The same applies to lines 2, 3, 4, 5, 6, 7, 8, 9, 10.")
+    other = findings("db/migrate/20250718120147_other.rb", "    add_index :x, :c")
+    assert [f.line for f in other if f.source == "mig-index-not-concurrent"] == [1]
