@@ -58,6 +58,7 @@ class ReviewOutcome:
     changeset: Changeset
     agent: AgentResult | None
     rule_findings: tuple[Finding, ...]
+    rule_notes: tuple[str, ...] = ()  # repository-rule problems (also in the review body)
 
     @property
     def conclusion(self) -> str:
@@ -171,8 +172,11 @@ async def review_workspace(
             on_progress=say,
         )
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
-    notes = [*inputs.notes, *rule_problems, *repo_run.notes]
-    notes += [f"`{p}`: over the repository-rule caps; its rules are off" for p in base.rule_files_skipped]
+    rule_notes = [*rule_problems, *repo_run.notes]
+    rule_notes += [
+        f"`{p}`: over the repository-rule caps; its rules are off" for p in base.rule_files_skipped
+    ]
+    notes = [*inputs.notes, *rule_notes]
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:
         notes.append(agent_result.note)
     ctx = ReviewContext(
@@ -200,7 +204,7 @@ async def review_workspace(
         dropped=draft.dropped,
         agent=agent_result.status if agent_result else "off",
     )
-    return ReviewOutcome(draft, changeset, agent_result, rule_findings)
+    return ReviewOutcome(draft, changeset, agent_result, rule_findings, tuple(rule_notes))
 
 
 def _in_focus(finding: Finding, focus: tuple[Category, ...]) -> bool:

@@ -260,7 +260,9 @@ def test_p04_a_pull_request_cannot_add_or_change_the_rules_that_review_it(git_re
     assert "repo:no-print" in ids and "repo:no-return" not in ids
 
 
-def test_p04_a_broken_rule_file_is_a_visible_note_not_a_failure(git_repo: GitRepo) -> None:
+def test_p04_a_broken_rule_file_is_a_visible_note_not_a_failure(
+    git_repo: GitRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
     broken = "id: bad\nlanguage: python\nmessage: x\nrule:\n  regex: '(a)\\1'\n"
     base = git_repo.commit(
         "base",
@@ -270,6 +272,7 @@ def test_p04_a_broken_rule_file_is_a_visible_note_not_a_failure(git_repo: GitRep
     outcome = review(git_repo, base)
     assert "repo:no-print" in {r.finding.source for r in outcome.draft.findings}
     assert "bad.yml" in outcome.draft.body and "backreferences are not supported" in outcome.draft.body
+    assert "bad.yml`: ast-grep rejects it" in capsys.readouterr().err  # and on the terminal
 
 
 def test_repo_without_a_base_tree_reads_nothing(tmp_path: Path) -> None:
