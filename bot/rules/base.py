@@ -45,6 +45,7 @@ class Rule:
 class Hit:
     index: int  # index into Source.lines
     suggestion: str | None = None
+    detail: str | None = None  # what this occurrence is, between the rule's message and its fix
     confidence: float | None = None  # overrides the rule's, e.g. lower when a premise is unknown
 
 

@@ -221,7 +221,7 @@ def _index(src: Source) -> Iterator[Hit]:
     if conf is not None and conf < 0:
         return  # CONCURRENTLY is Postgres syntax; MySQL builds InnoDB indexes online, SQLite has one writer
     for hit in _index_hits(src):
-        yield Hit(hit.index, hit.suggestion, conf)
+        yield replace(hit, confidence=conf)
 
 
 def _index_hits(src: Source) -> Iterator[Hit]:
@@ -282,7 +282,7 @@ def _fk_index(src: Source) -> Iterator[Hit]:
     if conf is not None and conf < 0:
         return  # MySQL (InnoDB) indexes a foreign key's column itself
     for hit in _fk_index_hits(src):
-        yield Hit(hit.index, hit.suggestion, conf)
+        yield replace(hit, confidence=conf)
 
 
 def _fk_index_hits(src: Source) -> Iterator[Hit]:
