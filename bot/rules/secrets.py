@@ -92,7 +92,8 @@ def _private_key(src: Source) -> Iterator[Hit]:
         # A key has a base64 body after its header; a header alone (a prefix check, a format hint) or
         # a placeholder body ("...", "<your key>") is not one.
         after = [src.lines[i][m.end() :], *(src.lines[j] for j in src.code_lines(i, 1, 2))]
-        body = re.sub(r"\\[nr]|[\s\"'`+,;(){}\[\]]", " ", " ".join(after)).split()
+        words = re.sub(r"\\[nr]|[\s\"'`+,;(){}\[\]]", " ", " ".join(after)).split()
+        body = [w for w in words if w.strip("/#*-!")]  # comment markers around a key in a comment
         if body and _PEM_BODY.match(body[0]):
             yield Hit(i)
 
