@@ -26,10 +26,11 @@ from bot.rules import (
     unicode,
 )
 from bot.rules.base import Check, Rule, Source, language_of
+from bot.rules.dialect import UNKNOWN_PROJECT, ProjectDialects
 from bot.rules.structural import FileTexts, ParseBudget, StructCheck, run_structural
 from bot.rules.syntax import GRAMMARS
 
-__all__ = ["RULES", "FileTexts", "Rule", "language_of", "run_rules"]
+__all__ = ["RULES", "FileTexts", "ProjectDialects", "Rule", "language_of", "run_rules"]
 
 _CHECKS: tuple[Check, ...] = (
     *sql.CHECKS,
@@ -60,9 +61,14 @@ _BY_LANGUAGE = {
 _ANY_FILE = _checks_for(None)
 
 
-def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None) -> list[Finding]:
+def run_rules(
+    changeset: Changeset,
+    project: ProjectDialects = UNKNOWN_PROJECT,
+    texts: Mapping[str, FileTexts] | None = None,
+) -> list[Finding]:
     """Findings of every rule on every reviewable file, ordered by path and line.
 
+    ``project``: what the base branch's settings say about the database, for dialect-specific rules.
     ``texts``: the full head and base text of changed files, for the structural checks (syntax trees of
     whole files, diff-aware comparisons); without them the trees are built from the hunks alone.
     """
@@ -77,7 +83,7 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
             findings.extend(_structural(changeset, fd, language, (texts or {}).get(fd.path), budget, added))
         if fd.additions == 0:
             continue
-        src = Source(fd, language)
+        src = Source(fd, language, project)
         if not any(src.added):
             continue
         for check in _BY_LANGUAGE.get(language or "", _ANY_FILE):
@@ -103,12 +109,12 @@ def run_rules(changeset: Changeset, texts: Mapping[str, FileTexts] | None = None
                         body=" ".join(x for x in (r.message, hit.detail, r.fix_for(language)) if x),
                         evidence=src.raw[i].rstrip(),
                         source=r.id,
-                        confidence=r.confidence,
+                        confidence=r.confidence if hit.confidence is None else hit.confidence,
                         suggestion=hit.suggestion.rstrip() if hit.suggestion else None,
                     )
                 )
     findings.sort(key=lambda f: (f.path, f.line, f.source))
-    return _one_per_line(findings)
+    return migrations.one_per_file(_one_per_line(findings))
 
 
 def _one_per_line(findings: list[Finding]) -> list[Finding]:

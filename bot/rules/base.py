@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from bot.models import Category, FileDiff, Severity
 from bot.rules.comments import strip_comments
+from bot.rules.dialect import UNKNOWN_PROJECT, ProjectDialects, dialect_of
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Hit:
     index: int  # index into Source.lines
     suggestion: str | None = None
     detail: str | None = None  # what this occurrence is, between the rule's message and its fix
+    confidence: float | None = None  # overrides the rule's, e.g. lower when a premise is unknown
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,23 @@ def language_of(path: str) -> str | None:
 
 
 _TEST_PATH = re.compile(
-    r"(?:^|/)(?:tests?|spec|specs|__tests__|testdata|fixtures|testing)/"
-    r"|(?:^|/)test_[^/]*\.py$|_test\.(?:py|go|rb)$|_spec\.rb$|\.(?:spec|test)\.[cm]?[jt]sx?$"
-    r"|(?:Test|Tests|IT)\.java$|(?:^|/)conftest\.py$"
+    r"(?:^|/)(?:tests?|spec|specs|__tests__|__mocks__|testdata|fixtures?|testing|e2e|cypress|playwright"
+    r"|test[_-]?(?:utils?|helpers?|support|fixtures)|testutils?|testhelpers?|mocks?|fakes?|stubs?)/"
+    r"|(?:^|/)test_[^/]*\.py$|_test\.(?:py|go|rb)$|_spec\.rb$|\.(?:spec|test|e2e|cy)\.[cm]?[jt]sx?$"
+    r"|(?:Test|Tests|IT)\.java$|(?:^|/)(?:conftest\.py|test_helper\.rb|spec_helper\.rb|rails_helper\.rb)$"
+    r"|(?:^|/|_)(?:testutils?|testhelpers?|test_?utils?|test_?helpers?|mocks?|fakes?)\.\w+$",
+    re.I,
+)
+# Support code for tests outside test paths (a Go helper in the package itself, a shared test utility):
+# it imports a test framework. Read on the visible code, comments blanked.
+_TEST_IMPORT = re.compile(
+    r"^\s*(?:import\s+)?\"(?:testing|net/http/httptest|github\.com/stretchr/testify/\w+)\"\s*$"
+    r"|^\s*(?:import|from)\s+(?:pytest|unittest|factory|faker)\b"
+    r"|\bfrom\s+['\"](?:vitest|@jest/globals|@playwright/test|cypress|supertest|@testing-library/\w+)['\"]"
+    r"|\brequire\(\s*['\"](?:supertest|chai|sinon)['\"]\s*\)"
+    r"|^\s*require\s+['\"](?:rspec|minitest|rails_helper|spec_helper|test_helper)\b"
+    r"|^\s*import\s+(?:static\s+)?org\.(?:junit|mockito|testng)\.",
+    re.M,
 )
 
 
@@ -163,8 +179,12 @@ def _blank_long(line: str) -> str:
 class Source:
     """The RIGHT side of one file's hunks, with helpers to read statements around an added line."""
 
-    def __init__(self, fd: FileDiff, language: str | None) -> None:
+    def __init__(
+        self, fd: FileDiff, language: str | None, project: ProjectDialects = UNKNOWN_PROJECT
+    ) -> None:
         self.path = fd.path
+        self.project = project
+        self._dialect: tuple[str | None] | None = None
         self.language = language
         self.status = fd.status
         self.is_test = is_test_path(fd.path)
@@ -201,6 +221,7 @@ class Source:
         self.added = added
         self.hunk_of = hunk_of
         self.text = "\n".join(code)
+        self.is_test = self.is_test or _TEST_IMPORT.search(self.text) is not None
         starts = []
         pos = 0
         for t in code:  # the views' line lengths: raw but for blanked machine-made lines
@@ -211,6 +232,13 @@ class Source:
         self._code_idx: list[int] | None = None
         self._raw_view: Source | None = None
         self.candidates: list[int] | None = None
+
+    @property
+    def dialect(self) -> str | None:
+        """The SQL dialect this (migration) file runs on, None when unknown (:mod:`bot.rules.dialect`)."""
+        if self._dialect is None:
+            self._dialect = (dialect_of(self.path, self.text, self.project),)
+        return self._dialect[0]
 
     def raw_view(self) -> Source:
         """This view with the comments left in (for checks that look for secrets in any text)."""

@@ -52,7 +52,7 @@ def test_full_texts_give_the_checks_what_the_hunks_do_not_show() -> None:
     fd = file_diff("app/views.py", ' @app.route("/x")\n-@login_required\n def x():', marked=True,
                    status=FileStatus.MODIFIED)  # fmt: skip
     cs = Changeset("a" * 40, "b" * 40, (fd,))
-    with_texts = run_rules(cs, {"app/views.py": FileTexts(head, base)})
+    with_texts = run_rules(cs, texts={"app/views.py": FileTexts(head, base)})
     assert [(f.source, f.line) for f in with_texts] == [("removed-auth-check", 2)]
 
 
@@ -101,7 +101,7 @@ def test_a_20_mb_one_line_file_is_skipped_quickly() -> None:
     line = "const q = `SELECT * FROM t WHERE a = ${x}`;" * (20_000_000 // 44)
     fd = file_diff("web/app.js", line)
     started = time.perf_counter()
-    run_rules(changeset(fd), {"web/app.js": FileTexts(line, None)})
+    run_rules(changeset(fd), texts={"web/app.js": FileTexts(line, None)})
     # not a speed assertion (bench/ measures): the structural layer must not even parse it
     assert parse(line, "javascript") is None
     assert time.perf_counter() - started >= 0
