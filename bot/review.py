@@ -54,9 +54,9 @@ MIN_EVIDENCE = 3  # shorter evidence matches almost anywhere: it verifies nothin
 MAX_SKIPPED_LISTED = 10
 MAX_NOTE = 500  # notes and agent names come from config and providers: bounded so the footer stays small
 MAX_NOTES = 10
-# Offline findings less sure than this are not posted (precision wins over recall): the agent gets them as
-# leads to confirm. Rules set their confidence per finding (bot.rules); the model, told to submit nothing
-# below 0.5, is trusted with its own.
+# Offline findings less sure than this are not posted as comments and do not gate the check (precision
+# wins over recall): they are only listed in the summary, and the agent gets them as leads to confirm.
+# The model, told to submit nothing below 0.5, is trusted with its own confidence.
 MIN_CONFIDENCE = 0.6
 _RULE_IDS = frozenset(r.id for r in RULES)
 
@@ -492,7 +492,6 @@ def build_review(
 ) -> ReviewDraft:
     """The whole pure stage: findings from every reviewer → a draft GitHub cannot reject."""
     verified, dropped = verify_and_anchor(findings, changeset, read_head)
-    verified = [f for f in verified if f.confidence >= ctx.min_confidence or f.source not in _RULE_IDS]
     verified = _not_on_moved_code(verified, changeset)
     cleaned = [
         replace(
@@ -507,7 +506,7 @@ def build_review(
     ]
     merged = _merge(cleaned)
     # the gate sees every finding that still stands, also those an earlier review already posted
-    verdict = conclusion([c.finding for c in merged], ctx.fail_on)
+    verdict = conclusion([c.finding for c in merged if _sure(c.finding, ctx)], ctx.fail_on)
     still_open = sum(1 for c in merged if set(c.fps) & ctx.already_posted)
     candidates = [c for c in merged if not set(c.fps) & ctx.already_posted]
     candidates.sort(key=lambda c: _rank_key(c.finding))
@@ -519,7 +518,7 @@ def build_review(
         f = c.finding
         fd = changeset.file(f.path)
         where: Literal["inline", "file", "summary"] = "summary"
-        if fd is not None:
+        if fd is not None and _sure(f, ctx):
             rng = _inline_range(fd, f)
             if rng is not None and len(comments) < ctx.max_inline:
                 line, start = rng
@@ -558,6 +557,12 @@ def build_review(
         check_summary=summary,
         conclusion=verdict,
     )
+
+
+def _sure(f: Finding, ctx: ReviewContext) -> bool:
+    """Sure enough to be a comment (and to gate the check): a low-confidence offline finding is only
+    listed in the summary, and reaches the model as a lead."""
+    return f.confidence >= ctx.min_confidence or f.source not in _RULE_IDS
 
 
 def _check_title(findings: Sequence[Finding]) -> SanitisedText:
