@@ -54,3 +54,9 @@ def test_every_pin_has_hashes_and_no_dev_tool_ships() -> None:
     dev_only = {str(canonicalize_name(Requirement(t).name)) for t in project["optional-dependencies"]["dev"]}
     runtime = {str(canonicalize_name(Requirement(t).name)) for t in project["dependencies"]}
     assert not (dev_only - runtime) & set(pins), "a dev tool is in the runtime lock"
+
+
+def test_the_action_installs_the_lock_with_hashes() -> None:
+    action = (ROOT / "action.yml").read_text(encoding="utf-8")
+    assert '--no-deps --require-hashes -r "$ACTION_PATH/requirements/lock.txt"' in action
+    assert not (ROOT / "requirements" / "action.txt").exists()  # one lock, not two stories

@@ -350,8 +350,11 @@ class FakeGitHub:
         client_id: str = "Iv23liFakeClient01",
         app_slug: str = "backend-review",
         webhook_secret: str = "fake-webhook-secret-1234567890",  # noqa: S107
+        host: str = "127.0.0.1",  # the compose test binds a container network's gateway address
+        port: int = 0,
     ) -> None:
         self.root = Path(root)
+        self.host, self._port = host, port
         self.git_root = self.root / "fake-github-git"
         self.git_root.mkdir(parents=True, exist_ok=True)
         self.app_id = app_id
@@ -401,7 +404,7 @@ class FakeGitHub:
         class _Bound(_RequestHandler):
             owner = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Bound)
+        server = ThreadingHTTPServer((self.host, self._port), _Bound)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -433,7 +436,7 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         """Origin with a trailing slash; the REST API is served at its root (like api.github.com)."""
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://{self.host}:{self.port}/"
 
     api_url = url
 
