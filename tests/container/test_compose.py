@@ -1,6 +1,8 @@
 """deploy/compose.yaml end to end (issue 13): Postgres, a receiver and a worker started by podman-compose
 from the unchanged compose file (plus tests/container/compose.e2e.yaml), the worker reaching the fake
-GitHub on the host through its egress network. A signed pull_request.opened gives exactly one review and
+GitHub on the host through its egress network: the test creates that network (`<project>_egress`, which
+podman-compose then uses as is) on a known subnet, and the fake listens on its gateway address, the
+host's side of the bridge (not 0.0.0.0). A signed pull_request.opened gives exactly one review and
 a completed check run; `down` then `up` keeps everything the stack needs (the Postgres volume: the
 delivery dedupe, the jobs), and the restarted stack reviews the next push. Driven by `make compose-test`.
 """
@@ -8,6 +10,7 @@ delivery dedupe, the jobs), and the restarted stack reviews the next push. Drive
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import subprocess
 import time
@@ -28,7 +31,6 @@ pytestmark = pytest.mark.timeout(900)
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "deploy" / "compose.yaml", Path(__file__).with_name("compose.e2e.yaml")]
-SUBNET, GATEWAY = "10.213.77.0/24", "10.213.77.1"
 OPENED = WEBHOOKS / "pull_request" / "opened.payload.json"
 SYNCHRONIZE = WEBHOOKS / "pull_request" / "synchronize.payload.json"
 
@@ -84,9 +86,12 @@ def _start_fake(fake: FakeGitHub) -> bool:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
+    project = f"backend-review-e2e-{secrets.token_hex(3)}"
+    octet = random.randint(1, 254)  # a subnet unlikely to be taken by a concurrent run
+    subnet, gateway = f"10.213.{octet}.0/24", f"10.213.{octet}.1"
     secret = secrets.token_urlsafe(32)
     fake_port = free_port()
-    fake = FakeGitHub(tmp_path / "fake", webhook_secret=secret, host=GATEWAY, port=fake_port)
+    fake = FakeGitHub(tmp_path / "fake", webhook_secret=secret, host=gateway, port=fake_port)
     inst = fake.add_installation("octo-org")
     repo = fake.add_repo(inst, "octo-org", "orders-service")
     work = init_repo(tmp_path / "work")
@@ -106,15 +111,15 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "BACKEND_REVIEW_APP_ID": str(fake.app_id),
         "BACKEND_REVIEW_WEBHOOK_SECRET": secret,
         "APP_PRIVATE_KEY_FILE": str(key),
-        "BACKEND_REVIEW_GITHUB_API_URL": f"http://{GATEWAY}:{fake_port}",
+        "BACKEND_REVIEW_GITHUB_API_URL": f"http://{gateway}:{fake_port}",
         "BACKEND_REVIEW_PUBLISH_PORT": str(port),
-        "E2E_EGRESS_SUBNET": SUBNET,
     }
     assert env.get("POSTGRES_IMAGE"), "compose-test.sh names the Postgres stand-in"
-    stack = Stack(f"backend-review-e2e-{secrets.token_hex(3)}", env, f"http://127.0.0.1:{port}", fake, work,
-                  pull, tmp_path / "compose.log")  # fmt: skip
+    stack = Stack(project, env, f"http://127.0.0.1:{port}", fake, work, pull, tmp_path / "compose.log")
+    podman("network", "create", "--subnet", subnet, "--label", f"io.podman.compose.project={project}",
+           f"{project}_egress")  # fmt: skip
     try:
-        stack.compose("up", "-d")
+        stack.compose("up", "-d", "--no-build")
         wait_for("the egress network's gateway", lambda: _start_fake(fake), timeout=60)
         wait_for("the receiver's /healthz", stack.healthy, timeout=120, on_timeout=[stack.container_logs()])
         yield stack
@@ -130,6 +135,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             stack.compose("down", "--volumes", timeout=300)
         finally:
             fake.stop()
+            networks = podman(
+                "network", "ls", "--quiet", "--filter", f"label=io.podman.compose.project={project}"
+            )
+            for network in networks.stdout.split():
+                podman("network", "rm", "--force", network, check=False)
 
 
 def test_opened_review_then_down_and_up_keeps_the_queue(stack: Stack) -> None:
@@ -148,7 +158,7 @@ def test_opened_review_then_down_and_up_keeps_the_queue(stack: Stack) -> None:
 
     # down keeps the named Postgres volume: the next up still knows this delivery (W-04) ...
     stack.compose("down")
-    stack.compose("up", "-d")
+    stack.compose("up", "-d", "--no-build")
     wait_for(
         "the receiver's /healthz after up", stack.healthy, timeout=120, on_timeout=[stack.container_logs()]
     )
