@@ -114,3 +114,16 @@ def test_image_installs_the_hashed_lock_without_resolving() -> None:
     assert "pip install --no-deps --require-hashes -r /src/requirements/lock.txt" in text
     assert "pip install --no-deps /src" in text
     assert "!requirements/lock.txt" in (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+
+
+def test_compose_interpolation_means_the_same_to_docker_and_podman_compose() -> None:
+    lines = (DEPLOY / "compose.yaml").read_text(encoding="utf-8").splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    # podman-compose leaves ${NAME:-} / ${NAME-} (an empty default) unexpanded: the literal reaches the app
+    assert not re.findall(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-\}", text)
+    # and every optional ${NAME} is defined (empty) in env.example, so Docker has nothing to warn about
+    optional = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+    example = {
+        line.split("=", 1)[0] for line in (DEPLOY / "env.example").read_text().splitlines() if "=" in line
+    }
+    assert optional - {"POSTGRES_PASSWORD"} <= example
