@@ -2,8 +2,9 @@
 from the unchanged compose file (plus tests/container/compose.e2e.yaml), the worker reaching the fake
 GitHub on the host through its egress network: the test creates that network (`<project>_egress`, which
 podman-compose then uses as is) on a known subnet, and the fake listens on its gateway address, the
-host's side of the bridge (not 0.0.0.0). A signed pull_request.opened gives exactly one review and
-a completed check run; `down` then `up` keeps everything the stack needs (the Postgres volume: the
+host's side of the bridge (not 0.0.0.0), over https with a throwaway CA the worker is given (plain http
+is allowed for loopback git remotes only). A signed pull_request.opened gives exactly one review and a
+completed check run; `down` then `up` keeps everything the stack needs (the Postgres volume: the
 delivery dedupe, the jobs), and the restarted stack reviews the next push. Driven by `make compose-test`.
 """
 
@@ -24,6 +25,7 @@ import pytest
 from bot import demo
 from tests.conftest import WEBHOOKS
 from tests.container.conftest import free_port, podman, wait_for
+from tests.container.tls import server_tls
 from tests.support.fake_github import FakeGitHub, FakePull
 from tests.support.gitrepo import GitRepo, init_repo
 
@@ -73,7 +75,8 @@ class Stack:
     def container_logs(self) -> str:
         names = podman("ps", "-a", "--filter", f"label=io.podman.compose.project={self.project}",
                        "--format", "{{.Names}}", check=False).stdout.split()  # fmt: skip
-        return "\n".join(f"--- {n}\n" + podman("logs", n, check=False).stderr[-4000:] for n in names)
+        logs = {n: podman("logs", n, check=False) for n in names}
+        return "\n".join(f"--- {n}\n{out.stdout[-3000:]}{out.stderr[-3000:]}" for n, out in logs.items())
 
 
 def _start_fake(fake: FakeGitHub) -> bool:
@@ -91,7 +94,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     subnet, gateway = f"10.213.{octet}.0/24", f"10.213.{octet}.1"
     secret = secrets.token_urlsafe(32)
     fake_port = free_port()
-    fake = FakeGitHub(tmp_path / "fake", webhook_secret=secret, host=gateway, port=fake_port)
+    tls, ca_file = server_tls(gateway, tmp_path)
+    fake = FakeGitHub(tmp_path / "fake", webhook_secret=secret, host=gateway, port=fake_port, tls=tls)
     inst = fake.add_installation("octo-org")
     repo = fake.add_repo(inst, "octo-org", "orders-service")
     work = init_repo(tmp_path / "work")
@@ -111,7 +115,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "BACKEND_REVIEW_APP_ID": str(fake.app_id),
         "BACKEND_REVIEW_WEBHOOK_SECRET": secret,
         "APP_PRIVATE_KEY_FILE": str(key),
-        "BACKEND_REVIEW_GITHUB_API_URL": f"http://{gateway}:{fake_port}",
+        "BACKEND_REVIEW_GITHUB_API_URL": f"https://{gateway}:{fake_port}",
+        "E2E_CA_FILE": str(ca_file),
         "BACKEND_REVIEW_PUBLISH_PORT": str(port),
     }
     assert env.get("POSTGRES_IMAGE"), "compose-test.sh names the Postgres stand-in"
