@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from bot.models import Category, Changeset, Finding, RankedFinding, ReviewDraft, Severity
-from bot.sanitize import code_span, strip_invisible
+from bot.sanitize import Sanitised, SanitisedText, code_span, compose, join, plain_text, strip_invisible
+from bot.terminal import ReportFooter, render_report
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _INFO_URI = "https://github.com/backend-review/backend-review"
@@ -50,16 +51,6 @@ _CODECLIMATE_CATEGORY = {
     Category.OTHER: "Style",
 }
 
-_ANSI = {
-    Severity.CRITICAL: "\x1b[1;31m",
-    Severity.HIGH: "\x1b[31m",
-    Severity.MEDIUM: "\x1b[33m",
-    Severity.LOW: "\x1b[34m",
-    Severity.NIT: "\x1b[2m",
-}
-_RESET = "\x1b[0m"
-_DIM = "\x1b[2m"
-
 
 def _plain(text: str) -> str:
     """Untrusted text for a terminal: no control characters at all (tabs become spaces)."""
@@ -74,43 +65,27 @@ def _counts(findings: Sequence[RankedFinding]) -> dict[str, int]:
     return {s.value: sum(1 for r in findings if r.finding.severity == s) for s in Severity}
 
 
-def to_text(draft: ReviewDraft, *, color: bool) -> str:
-    """A terminal report: one block per finding, worst first, then a one-line summary."""
-
-    def paint(code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if color else text
-
-    out: list[str] = []
-    for r in draft.findings:
-        f = r.finding
-        head = paint(_ANSI[f.severity], f"{f.severity.value:<8}")
-        title = _plain(" ".join(f.title.split()))
-        out.append(f"{head} {_plain(_loc(f))}  {title}")
-        meta = f"{f.category.value} · {_plain(f.source)} · confidence {f.confidence:.2f} · {r.placement}"
-        out.append("         " + paint(_DIM, meta))
-        for line in _plain(f.body).strip().splitlines():
-            out.append(f"         {line}")
-        out.append("")
-    counts = ", ".join(f"{n} {s}" for s, n in _counts(draft.findings).items() if n)
-    sha = _plain(draft.head_sha[:7])
-    if draft.findings:
-        out.append(f"backend-review: {len(draft.findings)} finding(s) in {sha} — {counts}")
-    else:
-        out.append(f"backend-review: no issues in {sha}")
-    if draft.dropped:
-        out.append(f"({draft.dropped} unverifiable finding(s) dropped)")
-    return "\n".join(out) + "\n"
+def to_text(
+    draft: ReviewDraft,
+    *,
+    color: bool,
+    changeset: Changeset | None = None,
+    width: int = 100,
+    footer: ReportFooter | None = None,
+) -> str:
+    """The terminal report (:mod:`bot.terminal`): code frames, wrapped text, a summary line."""
+    return render_report(draft, changeset, color=color, width=width, footer=footer)
 
 
-def to_markdown(draft: ReviewDraft) -> str:
+def to_markdown(draft: ReviewDraft) -> Sanitised:
     """The review as GitHub would show it: the body, then each comment under its location."""
     parts = [draft.body]
     for c in draft.comments:
         where = f"{c.path}:{c.start_line}-{c.line}" if c.start_line else f"{c.path}:{c.line}"
-        parts.append(f"#### {code_span(where)}\n\n{c.body}")
+        parts.append(compose("#### {}\n\n{}", code_span(where), c.body))
     for fc in draft.file_comments:
-        parts.append(f"#### {code_span(fc.path)}\n\n{fc.body}")
-    return "\n\n---\n\n".join(parts) + "\n"
+        parts.append(compose("#### {}\n\n{}", code_span(fc.path), fc.body))
+    return compose("{}\n", join("\n\n---\n\n", parts))
 
 
 def _finding_json(r: RankedFinding) -> dict[str, Any]:
@@ -248,7 +223,7 @@ def to_codeclimate(draft: ReviewDraft) -> str:
     return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"
 
 
-_ANNOTATION_LEVEL = {
+_ANNOTATION_LEVEL: dict[Severity, Literal["notice", "warning", "failure"]] = {
     Severity.CRITICAL: "failure",
     Severity.HIGH: "failure",
     Severity.MEDIUM: "warning",
@@ -257,9 +232,20 @@ _ANNOTATION_LEVEL = {
 }
 
 
-def check_annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
+class Annotation(TypedDict):
+    """A check-run annotation; GitHub shows ``title`` and ``message`` as plain text."""
+
+    path: str
+    start_line: int
+    end_line: int
+    annotation_level: Literal["notice", "warning", "failure"]
+    title: SanitisedText
+    message: SanitisedText
+
+
+def check_annotations(draft: ReviewDraft) -> list[Annotation]:
     """Check-run annotations for every surviving finding (the client sends them 50 per request)."""
-    out: list[dict[str, Any]] = []
+    out: list[Annotation] = []
     for ranked in draft.findings:
         f = ranked.finding
         out.append(
@@ -268,11 +254,19 @@ def check_annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
                 "start_line": f.line,
                 "end_line": f.end_line or f.line,
                 "annotation_level": _ANNOTATION_LEVEL[f.severity],
-                "title": f.title[:255],
-                "message": f"{f.severity} · {f.category}: {f.title}",
+                "title": plain_text(f.title),
+                "message": plain_text(f"{f.severity} · {f.category}: {f.title}", limit=1000),
             }
         )
     return out
 
 
-__all__ = ["check_annotations", "to_codeclimate", "to_json", "to_markdown", "to_sarif", "to_text"]
+__all__ = [
+    "Annotation",
+    "check_annotations",
+    "to_codeclimate",
+    "to_json",
+    "to_markdown",
+    "to_sarif",
+    "to_text",
+]

@@ -54,6 +54,7 @@ import fnmatch
 import gzip
 import hashlib
 import hmac
+import html
 import itertools
 import json
 import os
@@ -389,7 +390,11 @@ class FakeGitHub:
         self.requests: list[RecordedRequest] = []
         self.git_requests: list[GitRequest] = []
         self.faults: list[FaultRule] = []
+        self.git_remote_errors: list[
+            str
+        ] = []  # next git fetches answered "ERR <message>" (see git_error_next)
         self.manifest_codes: set[str] = set()  # codes the manifest flow would hand to the browser
+        self.manifest_posts: list[dict[str, Any]] = []  # what the stand-in App-creation page received
         self.token_mint_errors: list[str] = []  # why a mint was refused (JWT problems etc.)
         self.errors: list[str] = []  # unexpected exceptions inside the fake; tests may assert it is empty
 
@@ -626,6 +631,12 @@ class FakeGitHub:
             self.faults.append(rule)
         return rule
 
+    def git_error_next(self, message: str, times: int = 1) -> None:
+        """Answer the next ``times`` git ref advertisements with ``ERR <message>``, which real git prints
+        to stderr as ``fatal: remote error: <message>``: hostile text in a git failure."""
+        with self.lock:
+            self.git_remote_errors.extend([message] * times)
+
     def rate_limit_next(
         self,
         method: str,
@@ -815,6 +826,8 @@ class FakeGitHub:
         table: list[tuple[str, str, Handler]] = [
             ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", self._r_mint),
             ("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", self._r_manifest),
+            ("POST", r"/settings/apps/new", self._r_create_app_page),
+            ("POST", r"/organizations/(?P<org>[^/]+)/settings/apps/new", self._r_create_app_page),
             ("GET", r"/app", self._r_app),
             ("GET", r"/app/installations/(?P<id>\d+)", self._r_installation),
             ("GET", R + r"/installation", self._r_repo_installation),
@@ -983,6 +996,31 @@ class FakeGitHub:
                 "html_url": f"{self.url}apps/{self.app_slug}",
             },
         )
+
+    def _r_create_app_page(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        """A stand-in for GitHub's App-creation page (github.com, not the API): it receives the manifest
+        form, and its "Create GitHub App" button sends the browser to ``redirect_url?code=…&state=…``."""
+        form = urllib.parse.parse_qs(ctx.body.decode("utf-8", "replace"))
+        try:
+            manifest = json.loads(form["manifest"][-1])
+            redirect = str(manifest["redirect_url"])
+            hook = str(manifest["hook_attributes"]["url"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _Response(422, b"invalid manifest", {"Content-Type": "text/plain"})
+        code = f"code{self.next_id()}"
+        with self.lock:
+            self.manifest_codes.add(code)
+            self.manifest_posts.append(
+                {"manifest": manifest, "state": ctx.query.get("state"), "org": m.groupdict().get("org")}
+            )
+        state = html.escape(ctx.query.get("state", ""))
+        page = f"""<!doctype html><html><head><title>Create GitHub App</title></head><body>
+<h1>Create GitHub App</h1><p>Name: {html.escape(str(manifest.get("name", "")))}</p>
+<p>Webhook URL: {html.escape(hook)}</p>
+<form method="get" action="{html.escape(redirect)}"><input type="hidden" name="code" value="{code}">
+<input type="hidden" name="state" value="{state}">
+<button id="create" type="submit">Create GitHub App for you</button></form></body></html>"""
+        return _Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
     def _r_revoke(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
         tok = self._require_token(ctx)
@@ -1684,6 +1722,16 @@ class FakeGitHub:
         if rec.service not in (None, "git-upload-pack") or m["rest"].endswith("receive-pack"):
             rec.status = 403
             return _Response(403, b"read-only\n", {"Content-Type": "text/plain"})
+        with self.lock:
+            remote_error = self.git_remote_errors.pop(0) if self.git_remote_errors else None
+        if remote_error is not None:
+            rec.status = 200
+            line = f"ERR {remote_error}\n".encode()
+            return _Response(
+                200,
+                b"%04x" % (len(line) + 4) + line,
+                {"Content-Type": f"application/x-{rec.service or 'git-upload-pack'}-advertisement"},
+            )
         config = {
             "uploadpack.allowAnySHA1InWant": "true",
             "uploadpack.allowReachableSHA1InWant": "true",
