@@ -117,7 +117,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "APP_PRIVATE_KEY_FILE": str(key),
         "BACKEND_REVIEW_GITHUB_API_URL": f"https://{gateway}:{fake_port}",
         "E2E_CA_FILE": str(ca_file),
-        "BACKEND_REVIEW_PUBLISH_PORT": str(port),
+        "RECEIVER_PUBLISH_PORT": str(port),
     }
     assert env.get("POSTGRES_IMAGE"), "compose-test.sh names the Postgres stand-in"
     stack = Stack(project, env, f"http://127.0.0.1:{port}", fake, work, pull, tmp_path / "compose.log")
