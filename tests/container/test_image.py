@@ -111,7 +111,7 @@ def test_healthz_and_only_signed_webhooks_are_accepted(server: Running) -> None:
     assert httpx.post(url, headers=forged, content=body, timeout=10).status_code == 401
 
 
-def test_runs_as_uid_10001_without_capabilities_or_new_privileges(server: Running) -> None:
+def test_s11_runs_as_uid_10001_without_capabilities_or_new_privileges(server: Running) -> None:
     lines = podman("exec", server.name, "cat", "/proc/1/status").stdout.splitlines()
     status = dict(line.split(":", 1) for line in lines)
     assert status["Uid"].split() == ["10001"] * 4 and status["Gid"].split() == ["10001"] * 4
@@ -120,7 +120,7 @@ def test_runs_as_uid_10001_without_capabilities_or_new_privileges(server: Runnin
     assert "backend-review" in podman("exec", server.name, "cat", "/proc/1/cmdline").stdout
 
 
-def test_writes_nothing_outside_its_tmpfs_and_data_volume(server: Running) -> None:
+def test_s11_writes_nothing_outside_its_tmpfs_and_data_volume(server: Running) -> None:
     writable: list[str] = json.loads(podman("exec", server.name, "python", "-c", PROBE).stdout)
     assert "/tmp" in writable and "/data" in writable  # both work for UID 10001
     outside = [p for p in writable if not p.startswith(("/tmp/", "/data/")) and p not in ("/tmp", "/data")]
