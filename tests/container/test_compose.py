@@ -72,6 +72,13 @@ class Stack:
         with self.fake.lock:
             return [(c.head_sha, c.status) for c in self.fake.check_runs.values()]
 
+    def volumes(self) -> list[str]:
+        ids = podman("ps", "-a", "--quiet", "--filter", f"label=io.podman.compose.project={self.project}")
+        if not ids.stdout.split():
+            return []
+        fmt = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+        return podman("inspect", "--format", fmt, *ids.stdout.split(), check=False).stdout.split()
+
     def container_logs(self) -> str:
         names = podman("ps", "-a", "--filter", f"label=io.podman.compose.project={self.project}",
                        "--format", "{{.Names}}", check=False).stdout.split()  # fmt: skip
@@ -137,7 +144,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         raise
     finally:
         try:
+            anonymous = stack.volumes()  # the image's VOLUME /data: `down --volumes` keeps those
             stack.compose("down", "--volumes", timeout=300)
+            for volume in anonymous:
+                podman("volume", "rm", "--force", volume, check=False)
         finally:
             fake.stop()
             networks = podman(
