@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -46,8 +46,11 @@ class Stack:
     work: GitRepo
     pull: FakePull
     log: Path
+    anonymous: set[str] = field(default_factory=set)
 
     def compose(self, *args: str, timeout: float = 600) -> None:
+        if args[0] == "down":  # podman-compose's down keeps anonymous volumes (the image's VOLUME /data)
+            self.anonymous.update(self.volumes())
         files = [arg for f in FILES for arg in ("-f", str(f))]
         with self.log.open("a") as out:
             out.write(f"\n$ podman-compose {' '.join(args)}\n")
@@ -144,9 +147,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         raise
     finally:
         try:
-            anonymous = stack.volumes()  # the image's VOLUME /data: `down --volumes` keeps those
             stack.compose("down", "--volumes", timeout=300)
-            for volume in anonymous:
+            for volume in stack.anonymous:
                 podman("volume", "rm", "--force", volume, check=False)
         finally:
             fake.stop()
