@@ -37,10 +37,23 @@ from pathlib import Path
 
 from bot.errors import BudgetExceeded, WorkspaceError
 from bot.log import SECRETS, get_logger
-from bot.process import kill_group, reap
+from bot.process import child_env, kill_group, reap
 from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
 
 log = get_logger(__name__)
+
+# git fsck's message ids about .gitmodules (git 2.39+ knows all of them; an unknown id is fatal).
+GITMODULES_FSCK_IDS: tuple[str, ...] = (
+    "gitmodulesBlob",
+    "gitmodulesLarge",
+    "gitmodulesMissing",
+    "gitmodulesName",
+    "gitmodulesParse",
+    "gitmodulesPath",
+    "gitmodulesSymlink",
+    "gitmodulesUpdate",
+    "gitmodulesUrl",
+)
 
 # Overrides given to every git call. Each is a real git option (see git-config(1)).
 HARDENING: tuple[str, ...] = (
@@ -58,9 +71,13 @@ HARDENING: tuple[str, ...] = (
     "protocol.allow=never",  # every transport is off; a fetch re-enables only its own scheme
     "protocol.file.allow=never",
     "protocol.version=2",  # v2 serves any reachable object, so a fetch can name a bare SHA (C-05)
-    "transfer.fsckObjects=true",  # malformed trees and .gitmodules are rejected at fetch (S-08)
+    "transfer.fsckObjects=true",  # malformed objects and trees are rejected at fetch (S-08)
     "fetch.fsckObjects=true",
     "receive.fsckObjects=true",
+    # S-02: every fsck check stays on except the .gitmodules ones. Submodules are never initialised, so
+    # a hostile .gitmodules is inert data to us; rejecting the pack would let any author opt a PR out of
+    # review. The offline rule `gitmodules-hostile` reports such entries instead.
+    *(f"fetch.fsck.{msg_id}=ignore" for msg_id in GITMODULES_FSCK_IDS),
     "filter.lfs.smudge=",  # no LFS download, no LFS endpoint contacted (S-03)
     "filter.lfs.clean=",
     "filter.lfs.process=",
@@ -74,11 +91,13 @@ HARDENING: tuple[str, ...] = (
     "init.defaultBranch=main",
 )
 
-_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SHA = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 _STDERR_TAIL = 2000
 _DEFAULT_DEPTH = 50
 _MAX_DEPTH = 20_000
+# S-09: deeper trees are refused before checkout. Real projects stay far below this (deep Java packages
+# reach ~15); a path nested this deep still fits well within PATH_MAX for git's own checkout.
+DEFAULT_MAX_DEPTH = 256
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 # S-01: the first patched release in each affected series (CVE-2025-48384 and friends).
@@ -106,11 +125,6 @@ def check_git_version(version_text: str) -> str | None:
 def git_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a git child, built from scratch: nothing from ``os.environ``."""
     env = {
-        "PATH": _child_path(),
-        "HOME": "/nonexistent",
-        "XDG_CONFIG_HOME": "/nonexistent",
-        "LANG": "C",
-        "LC_ALL": "C",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": "/dev/null",
         "GIT_CONFIG_SYSTEM": "/dev/null",
@@ -125,7 +139,7 @@ def git_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         "GIT_PAGER": "cat",
     }
     env.update(extra_env or {})
-    return env
+    return child_env(env)
 
 
 def _git_executable() -> str:
@@ -133,12 +147,6 @@ def _git_executable() -> str:
     if found is None:
         raise WorkspaceError("git is not installed")
     return found
-
-
-def _child_path() -> str:
-    found = shutil.which("git")
-    directory = os.path.dirname(found) if found else ""
-    return f"{directory}:{_BASE_PATH}" if directory and directory not in _BASE_PATH.split(":") else _BASE_PATH
 
 
 def _credential_values(extra_env: Mapping[str, str]) -> list[str]:
@@ -423,35 +431,101 @@ async def _merge_base_in(git_dir: Path, a: str, b: str) -> str | None:
     return out.decode().strip() or None
 
 
-async def _check_size(git_dir: Path, sha: str, max_files: int | None, max_bytes: int | None) -> None:
+@dataclass(frozen=True)
+class TreeCaps:
+    """S-09: what a head tree may hold; each None is unlimited. Checked from the listing, before checkout."""
+
+    max_files: int | None = None
+    max_bytes: int | None = None
+    max_depth: int | None = DEFAULT_MAX_DEPTH
+
+
+async def _check_size(git_dir: Path, sha: str, caps: TreeCaps) -> None:
     """S-09: refuse an oversized tree from its listing, before anything is written to disk."""
     out = await run_git(["--git-dir", str(git_dir), "ls-tree", "-r", "-l", "-z", sha], cwd=git_dir)
     files = 0
     total = 0
+    depth = 0
     for entry in out.split(b"\0"):
         if not entry:
             continue
-        meta = entry.split(b"\t", 1)[0].split()
+        meta, _, name = entry.partition(b"\t")
+        fields = meta.split()
         files += 1
-        if len(meta) == 4 and meta[3].isdigit():
-            total += int(meta[3])
-    if max_files is not None and files > max_files:
-        raise BudgetExceeded(f"the head tree has {files} files (limit {max_files})")
-    if max_bytes is not None and total > max_bytes:
-        raise BudgetExceeded(f"the head tree has {total} bytes (limit {max_bytes})")
+        depth = max(depth, name.count(b"/") + 1)
+        if len(fields) == 4 and fields[3].isdigit():
+            total += int(fields[3])
+    if caps.max_files is not None and files > caps.max_files:
+        raise BudgetExceeded(f"the head tree has {files:,} files (limit {caps.max_files:,})")
+    if caps.max_bytes is not None and total > caps.max_bytes:
+        raise BudgetExceeded(f"the head tree has {total:,} bytes (limit {caps.max_bytes:,})")
+    if caps.max_depth is not None and depth > caps.max_depth:
+        raise BudgetExceeded(f"the head tree has a path {depth:,} levels deep (limit {caps.max_depth:,})")
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything under it without recursion and without long paths (S-09, S-11).
+
+    ``shutil.rmtree`` recurses once per directory level, so a tree 1,000 directories deep raises
+    RecursionError; full paths of such a tree also pass PATH_MAX. This walks with one directory
+    descriptor at a time (names relative to it, ``..`` to climb), so neither depth nor path length
+    matters, and symlinks are removed, never followed.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    fd = os.open(path, _DIR_FLAGS)
+    # one frame per level: (name of this directory in its parent, its subdirectories still to remove)
+    stack: list[tuple[str, list[str]]] = [("", _clear_files(fd))]
+    try:
+        while stack:
+            name, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                child_fd = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child_fd
+                stack.append((child, _clear_files(fd)))
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent_fd = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent_fd
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink every non-directory in the directory ``fd``; return its subdirectories' names."""
+    with contextlib.suppress(OSError):  # a read-only directory in the tree: make it ours first
+        os.fchmod(fd, stat.S_IRWXU)
+    subdirs: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
 def _remove(path: Path) -> None:
-    def onerror(func: object, p: str, exc: object) -> None:
-        # a read-only directory inside the tree: make it writable and retry once
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-
-    shutil.rmtree(path, onerror=onerror)
+    """Remove a scratch directory; a failure is logged, never raised (it must not fail a finished job)."""
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.error("could not remove a scratch directory", path=str(path), error=type(exc).__name__)
 
 
 @contextlib.asynccontextmanager
@@ -465,6 +539,7 @@ async def workspace(
     fetch_base: bool = True,
     max_files: int | None = None,
     max_bytes: int | None = None,
+    max_depth: int | None = DEFAULT_MAX_DEPTH,
 ) -> AsyncIterator[Workspace]:
     """Fetch ``head_sha`` (and ``base_sha``) by SHA and check the head out; always clean up.
 
@@ -496,8 +571,7 @@ async def workspace(
                 else:
                     await _fetch(git_dir, source, wanted, current)
                 found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-        if max_files is not None or max_bytes is not None:
-            await _check_size(git_dir, head_sha, max_files, max_bytes)
+        await _check_size(git_dir, head_sha, TreeCaps(max_files, max_bytes, max_depth))
         common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
         await run_git(
             [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
@@ -584,13 +658,17 @@ async def default_branch(repo: Path) -> str | None:
 
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "GITMODULES_FSCK_IDS",
     "HARDENING",
     "GitSource",
+    "TreeCaps",
     "Workspace",
     "check_git_version",
     "default_branch",
     "git_env",
     "merge_base",
+    "remove_tree",
     "resolve_ref",
     "run_git",
     "workspace",

@@ -9,7 +9,7 @@ comments blanked, so no comment in the PR changes what is reported (P-01); only 
 from __future__ import annotations
 
 from bot.models import Changeset, FileStatus, Finding
-from bot.rules import migrations, reliability, secrets, security, sql
+from bot.rules import gitmodules, migrations, reliability, secrets, security, sql
 from bot.rules.base import Check, Rule, Source, language_of
 
 __all__ = ["RULES", "Rule", "language_of", "run_rules"]
@@ -20,6 +20,7 @@ _CHECKS: tuple[Check, ...] = (
     *security.CHECKS,
     *reliability.CHECKS,
     *migrations.CHECKS,
+    *gitmodules.CHECKS,
 )
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS)
 
