@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.checkout import check_git_version
+from bot.checkout import check_git_version, git_env
 from bot.errors import ConfigError
 from bot.ledger import TokenLedger, open_ledger
 from bot.log import configure, get_logger
@@ -54,7 +54,10 @@ class Runtime:
 
 def _git_warning() -> None:
     try:
-        out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=10, check=False)
+        # K-03: the same scratch-built environment as every other git call, never os.environ
+        out = subprocess.run(
+            ["git", "--version"], capture_output=True, text=True, timeout=10, check=False, env=git_env()
+        )
     except OSError:
         log.error("git is not installed")
         return
