@@ -93,6 +93,7 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
     from bot.agent.runner import AgentBudgets
     from bot.github import GitHubApp
     from bot.jobs import JobDeps, JobLimits, ReviewJobRunner
+    from bot.repocache import RepoCache
     from bot.worker import Worker, WorkerConfig
 
     settings.require_app()
@@ -118,6 +119,9 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
             ),
             budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
             git_base_url=settings.git_base_url,
+            repo_cache=RepoCache(settings.data_dir / "repos", settings.repo_cache_bytes)
+            if settings.repo_cache_bytes > 0
+            else None,
             lease_check=lambda claimed: queue.heartbeat(claimed, settings.lease_seconds),
         )
     )

@@ -34,11 +34,15 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import BudgetExceeded, WorkspaceError
 from bot.log import SECRETS, get_logger
 from bot.process import child_env, kill_group, reap
 from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
+
+if TYPE_CHECKING:
+    from bot.repocache import RepoCache
 
 log = get_logger(__name__)
 
@@ -309,6 +313,15 @@ def _check_sha(sha: str, what: str) -> str:
     return sha
 
 
+@dataclass
+class _Pending:
+    """What a lazy workspace has written so far."""
+
+    full: bool = False
+    written: set[str] = field(default_factory=set)
+    index: frozenset[str] | None = None
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A checkout of ``head_sha`` at ``path``; its git dir lives outside the tree at ``git_dir``."""
@@ -320,6 +333,33 @@ class Workspace:
     git_dir: Path
     source: GitSource | None = field(default=None, repr=False, compare=False)
     depth: int = field(default=_DEFAULT_DEPTH, repr=False, compare=False)
+    pending: _Pending | None = field(default=None, repr=False, compare=False)  # lazy: files not yet written
+
+    async def materialize(self, paths: Iterable[str]) -> None:
+        """Write these head files into the tree (a lazy workspace); paths not in the head are ignored."""
+        pending = self.pending
+        if pending is None or pending.full:
+            return
+        if pending.index is None:
+            listing = await self._tree_git(["ls-files", "-z"])
+            pending.index = frozenset(listing.decode("utf-8", "surrogateescape").split("\0")) - {""}
+        wanted = sorted({p for p in paths if p in pending.index} - pending.written)
+        if wanted:
+            data = "\0".join(wanted).encode("utf-8", "surrogateescape") + b"\0"
+            await self._tree_git(["checkout-index", "--force", "-z", "--stdin"], data)
+            pending.written.update(wanted)
+
+    async def materialize_all(self) -> None:
+        """Write the whole head tree (before anything, such as the agent's tools, may read any file)."""
+        pending = self.pending
+        if pending is None or pending.full:
+            return
+        await self._tree_git(["checkout-index", "--all", "--force"])
+        pending.full = True
+
+    async def _tree_git(self, args: Sequence[str], data: bytes | None = None) -> bytes:
+        common = ["--git-dir", str(self.git_dir), "--work-tree", str(self.path)]
+        return await run_git([*common, *args], cwd=self.path, timeout=300, input=data)
 
     async def git(self, args: Sequence[str]) -> bytes:
         """Run hardened git against this workspace's git dir (no working tree)."""
@@ -540,12 +580,19 @@ async def workspace(
     max_files: int | None = None,
     max_bytes: int | None = None,
     max_depth: int | None = DEFAULT_MAX_DEPTH,
+    cache: RepoCache | None = None,
+    lazy: bool = False,
 ) -> AsyncIterator[Workspace]:
     """Fetch ``head_sha`` (and ``base_sha``) by SHA and check the head out; always clean up.
 
     History is fetched shallow (``depth``, default 50) and deepened fourfold until the merge base
     of head and base is found or the history is complete. A partial clone (``--filter=blob:none``)
     would make every later diff or checkout fetch blobs lazily, so it is not used.
+
+    With a ``cache`` (the App's workers), objects are fetched into the repository's persistent cache
+    instead, only those missing, and this workspace's own git dir reads them from there. With ``lazy``
+    only the index is filled: callers write the files they read with :meth:`Workspace.materialize`
+    (the changed files) or :meth:`Workspace.materialize_all` (before the agent's tools see the tree).
     """
     _check_sha(head_sha, "head SHA")
     if base_sha is not None:
@@ -553,47 +600,112 @@ async def workspace(
     start_depth = depth or _DEFAULT_DEPTH
     scratch = Path(tempfile.mkdtemp(prefix="br-ws-", dir=scratch_root))  # mkdtemp: mode 0700
     try:
-        git_dir = scratch / "git"
-        tree = scratch / "tree"
-        tree.mkdir(mode=0o700)
-        # --template= (empty): no sample hooks or info files are copied in (S-01)
-        await run_git(["init", "--quiet", "--bare", "--template=", str(git_dir)], cwd=scratch)
-        wanted = [head_sha] + ([base_sha] if base_sha and fetch_base and base_sha != head_sha else [])
-        await _fetch(git_dir, source, wanted, start_depth)
-        found_base: str | None = None
-        if base_sha is not None and fetch_base:
-            found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-            current = start_depth
-            while found_base is None and await _is_shallow(git_dir):
-                current *= 4
-                if current > _MAX_DEPTH:  # a very old fork point: take the whole history once
-                    await _fetch(git_dir, source, wanted, None, unshallow=True)
-                else:
-                    await _fetch(git_dir, source, wanted, current)
-                found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-        await _check_size(git_dir, head_sha, TreeCaps(max_files, max_bytes, max_depth))
-        common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+        async with contextlib.AsyncExitStack() as stack:
+            git_dir = scratch / "git"
+            tree = scratch / "tree"
+            want_base = base_sha if fetch_base else None
+            caps = TreeCaps(max_files, max_bytes, max_depth)
+            for attempt in (1, 2):
+                _remove(git_dir)
+                _remove(tree)
+                tree.mkdir(mode=0o700)
+                # --template= (empty): no sample hooks or info files are copied in (S-01)
+                await run_git(["init", "--quiet", "--bare", "--template=", str(git_dir)], cwd=scratch)
+                objects: Path | None = None
+                try:
+                    if cache is None:
+                        found_base = await fetch_history(
+                            git_dir, source, head_sha, want_base, start_depth, fresh=True
+                        )
+                    else:
+                        # the objects come from the shared cache (held while this workspace lives); this
+                        # job's git dir borrows them through objects/info/alternates, read-only
+                        lease = await stack.enter_async_context(
+                            cache.lease(source, head_sha, want_base, start_depth)
+                        )
+                        objects = lease.objects
+                        info = git_dir / "objects" / "info"
+                        info.mkdir(parents=True, exist_ok=True)
+                        (info / "alternates").write_text(f"{lease.objects}\n")
+                        if lease.shallow is not None:
+                            (git_dir / "shallow").write_bytes(lease.shallow)
+                        found_base = lease.merge_base
+                    await _checkout(git_dir, tree, head_sha, caps, lazy=lazy)
+                    break
+                except WorkspaceError:
+                    # a cache corrupted in a way the cheap check missed shows up as a failing git: if
+                    # the deep check confirms it, the generation is dropped and this job re-seeds once
+                    if cache is None or objects is None or attempt == 2 or not await cache.condemn(objects):
+                        raise
+            log.info("workspace ready", head=head_sha[:12], merge_base=(found_base or "")[:12])
+            yield Workspace(
+                path=tree,
+                head_sha=head_sha,
+                base_sha=base_sha,
+                merge_base=found_base,
+                git_dir=git_dir,
+                source=source,
+                depth=start_depth,
+                pending=_Pending() if lazy else None,
+            )
+    finally:
+        # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
+        _remove(scratch)
+
+
+async def fetch_history(
+    git_dir: Path, source: GitSource, head_sha: str, base_sha: str | None, depth: int, *, fresh: bool = False
+) -> str | None:
+    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks, by SHA and shallow,
+    deepening fourfold until their merge base is found (returned) or the history is complete."""
+    wanted = [head_sha] + ([base_sha] if base_sha and base_sha != head_sha else [])
+    missing = wanted if fresh else [sha for sha in wanted if not await _has_commit(git_dir, sha)]
+    if missing:
+        await _fetch(git_dir, source, missing, depth)
+    if base_sha is None:
+        return None
+    found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+    current = depth
+    while found_base is None and await _is_shallow(git_dir):
+        current *= 4
+        if current > _MAX_DEPTH:  # a very old fork point: take the whole history once
+            await _fetch(git_dir, source, wanted, None, unshallow=True)
+        else:
+            await _fetch(git_dir, source, wanted, current)
+        found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+    return found_base
+
+
+async def _has_commit(git_dir: Path, sha: str) -> bool:
+    rc, _, _ = await _exec_git(
+        ["--git-dir", str(git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
+        cwd=git_dir,
+        extra_env=None,
+        timeout=30,
+        input=None,
+    )
+    return rc == 0
+
+
+async def _checkout(git_dir: Path, tree: Path, head_sha: str, caps: TreeCaps, *, lazy: bool) -> None:
+    """Check ``head_sha`` out into ``tree`` after S-09's caps pass, and confirm what was checked out.
+
+    ``lazy`` fills only the index: files are then written on demand by :meth:`Workspace.materialize`
+    (the same hardened git writes them: ``checkout-index`` shares checkout's code and options)."""
+    await _check_size(git_dir, head_sha, caps)
+    common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+    if lazy:
+        await run_git([*common, "read-tree", head_sha], cwd=tree, timeout=300)
+        await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
+    else:
         await run_git(
             [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
             cwd=tree,
             timeout=300,
         )
-        checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
-        if checked.strip() != head_sha:
-            raise WorkspaceError("the checked-out HEAD is not the requested commit")
-        log.info("workspace ready", head=head_sha[:12], merge_base=(found_base or "")[:12])
-        yield Workspace(
-            path=tree,
-            head_sha=head_sha,
-            base_sha=base_sha,
-            merge_base=found_base,
-            git_dir=git_dir,
-            source=source,
-            depth=start_depth,
-        )
-    finally:
-        # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
-        _remove(scratch)
+    checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
+    if checked.strip() != head_sha:
+        raise WorkspaceError("the checked-out HEAD is not the requested commit")
 
 
 def _local(repo: Path) -> list[str]:

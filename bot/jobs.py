@@ -43,6 +43,7 @@ from bot.log import bind, get_logger
 from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
+from bot.repocache import RepoCache
 from bot.review import parse_markers
 
 log = get_logger(__name__)
@@ -74,6 +75,7 @@ class JobDeps:
     budgets: AgentBudgets = dataclasses.field(default_factory=AgentBudgets)
     scratch_root: Path | None = None
     git_base_url: str | None = None  # clone host override (GHES); default derived from the API URL
+    repo_cache: RepoCache | None = None  # persistent per-repository objects (issue 10); None: fetch afresh
     # extends the job's lease; False when another worker has taken the job over (its lease expired)
     lease_check: Callable[[ClaimedJob], Awaitable[bool]] | None = None
 
@@ -291,6 +293,8 @@ class ReviewJobRunner:
                 pull.base_sha,
                 scratch_root=deps.scratch_root,
                 max_bytes=deps.limits.max_checkout_bytes,
+                cache=deps.repo_cache,
+                lazy=True,  # review_workspace writes the files it reads (all of them for the agent)
             ) as ws:
                 diff_base = None
                 if incremental and job.before_sha and await ws.is_ancestor(job.before_sha):

@@ -128,6 +128,8 @@ async def review_workspace(
         head_sha=ws.head_sha,
         filters=inputs.filters,
     )
+    # a lazy workspace (the App's) writes only what is read: the changed files now, all before the agent
+    await ws.materialize(f.path for f in changeset.files)
     say(f"{len(changeset.files)} changed files, running offline checks")
     rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
     findings: list[Finding] = list(rule_findings)
@@ -135,6 +137,7 @@ async def review_workspace(
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
     if provider is not None and changeset.reviewable_files:
         definition = agent or load_definition("backend-engineer")
+        await ws.materialize_all()  # the agent's grep and view see the whole head tree
         toolbox = Toolbox(ws.path, allowed=definition.granted, secrets=SECRETS)
         context = ReviewPromptContext(
             title=inputs.title,
