@@ -275,3 +275,45 @@ def test_workspace_with_cache_is_an_ordinary_workspace(served: Served) -> None:
 
     ws = asyncio.run(main())
     assert not ws.path.parent.exists()
+
+
+def test_corruption_found_only_by_git_heals_within_the_same_job(served: Served) -> None:
+    """Damage the cheap check cannot see (size, mtime and inode kept): git fails, the deep check
+    confirms it, and the job re-seeds and succeeds."""
+    cache = RepoCache(served.tmp / "cache", 10**9)
+    base = _base(served)
+    head = served.push({"pkg/m1.py": "x = 'deep'\n"})
+    _review(served, cache, head, base)
+    before = _generation(cache, served)
+    for pack in (before / "objects" / "pack").glob("*.pack"):
+        st = pack.stat()
+        pack.chmod(0o600)
+        with pack.open("r+b") as fh:  # in place: the same inode and size
+            data = bytearray(fh.read())
+            for i in range(12, len(data) - 20):
+                data[i] ^= 0x5A
+            fh.seek(0)
+            fh.write(bytes(data))
+        os.utime(pack, ns=(st.st_atime_ns, st.st_mtime_ns))
+    diff, text = _review(served, cache, head, base)
+    assert text == "x = 'deep'\n" and "x = 'deep'" in diff
+    assert _generation(cache, served) != before
+
+
+def test_lazy_workspace_writes_only_what_is_read(served: Served) -> None:
+    cache = RepoCache(served.tmp / "cache", 10**9)
+    base = _base(served)
+    head = served.push({"pkg/m1.py": "x = 'lazy'\n", "pkg/new.py": "y = 1\n"})
+
+    async def main() -> None:
+        scratch = served.tmp / "scratch"
+        async with workspace(served.source, head, base, scratch_root=scratch, cache=cache, lazy=True) as ws:
+            assert list(ws.path.iterdir()) == []
+            await ws.materialize(["pkg/m1.py", "pkg/new.py", "pkg/deleted.py", "-rf", "../x"])
+            assert sorted(p.name for p in (ws.path / "pkg").iterdir()) == ["m1.py", "new.py"]
+            assert (ws.path / "pkg" / "m1.py").read_text() == "x = 'lazy'\n"
+            await ws.materialize_all()
+            assert len(list((ws.path / "pkg").iterdir())) == 41
+            assert not (ws.path / ".git").exists()
+
+    asyncio.run(main())

@@ -10,6 +10,8 @@ import pytest
 
 from bot.checkout import HARDENING, GitSource, workspace
 from bot.errors import WorkspaceError
+from bot.jobs import ReviewJobRunner
+from bot.repocache import RepoCache
 from tests.app.conftest import AppWorld, make_world
 from tests.support.gitrepo import GitRepo, init_repo
 
@@ -52,11 +54,19 @@ def test_s02_hostile_gitmodules_pr_is_fetched_reviewed_and_reported(tmp_path: Pa
         _reviewed_and_reported(world, *HOSTILE[shape])
 
 
-def _reviewed_and_reported(world: AppWorld, gitmodules: str, gitlink: str, line: int) -> None:
+def test_s02_hostile_gitmodules_pr_through_the_repository_cache(tmp_path: Path) -> None:
+    with make_world(tmp_path) as world:
+        runner = world.runner(repo_cache=RepoCache(tmp_path / "repos", 10**9))
+        _reviewed_and_reported(world, *HOSTILE["option-url"], runner=runner)
+
+
+def _reviewed_and_reported(
+    world: AppWorld, gitmodules: str, gitlink: str, line: int, runner: ReviewJobRunner | None = None
+) -> None:
     _add_hostile_commit(world.work, gitmodules, gitlink)
     world.repo.push(world.work, "feature")
     world.fake.update_pull(world.pull)
-    result = world.run(world.job("opened", head_sha=world.pull.head_sha))
+    result = world.run(world.job("opened", head_sha=world.pull.head_sha), runner)
     assert result.startswith("posted"), result
     (review,) = world.fake.reviews_for(world.pull)
     flagged = [c for c in review.comments if c["path"] == ".gitmodules"]

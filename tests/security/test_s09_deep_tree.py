@@ -13,6 +13,7 @@ import pytest
 from bot.checkout import GitSource, remove_tree, workspace
 from bot.errors import BudgetExceeded
 from bot.jobs import SIZE_GATE_MARKER
+from bot.repocache import RepoCache
 from tests.app.conftest import make_world, model_provider
 from tests.support.gitrepo import GitRepo, init_repo
 from tests.support.model_server import ModelServer, Submit
@@ -84,13 +85,15 @@ def test_s09_remove_tree_handles_paths_longer_than_path_max(tmp_path: Path) -> N
     assert Path("/etc/passwd").exists()
 
 
-def test_s09_deep_pr_gets_one_too_large_notice_and_no_model_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["scratch", "repo-cache"])
+def test_s09_deep_pr_gets_one_too_large_notice_and_no_model_call(tmp_path: Path, cached: bool) -> None:
+    cache = RepoCache(tmp_path / "repos", 10**9) if cached else None
     with make_world(tmp_path) as world, ModelServer.start() as model:
         model.play([Submit([]) for _ in range(9)])
         _add_deep_file(world.work, DEEP)
         world.repo.push(world.work, "feature")
         world.fake.update_pull(world.pull)
-        runner = world.runner(provider_factory=model_provider(model))
+        runner = world.runner(provider_factory=model_provider(model), repo_cache=cache)
         first = world.run(world.job("opened", head_sha=world.pull.head_sha), runner)
         again = world.run(world.job("reopened", head_sha=world.pull.head_sha, delivery_id="d-2"), runner)
         assert first == again == "skipped: too large"
