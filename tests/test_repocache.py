@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,3 +318,59 @@ def test_lazy_workspace_writes_only_what_is_read(served: Served) -> None:
             assert not (ws.path / ".git").exists()
 
     asyncio.run(main())
+
+
+_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from bot.checkout import GitSource, workspace
+from bot.repocache import RepoCache
+
+url, token, root, scratch, base, *heads = sys.argv[1:]
+
+async def main() -> None:
+    cache = RepoCache(Path(root), 10**9)
+    for head in heads:
+        source = GitSource.https(url, token)
+        async with workspace(source, head, base, scratch_root=Path(scratch), cache=cache) as ws:
+            print(head, (ws.path / "pkg" / "m1.py").read_text().strip(), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_worker_processes_share_one_cache(served: Served) -> None:
+    """Three processes review interleaved heads of one repository through one cache at once."""
+    base = _base(served)
+    heads = [served.push({"pkg/m1.py": f"x = {i}\n"}) for i in range(6)]
+    root = served.tmp / "cache"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                served.fake.clone_url(served.repo),
+                served.token,
+                str(root),
+                str(served.tmp / "scratch"),
+                base,
+                *heads[k::2],
+                *heads[: k + 1],
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        for k in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err.decode()[-2000:]
+        for line in out.decode().splitlines():
+            sha, text = line.split(" ", 1)
+            assert text == f"x = {heads.index(sha)}"
+    cache = RepoCache(root, 10**9)
+    live = _generation(cache, served)
+    assert [p for p in _entry(cache, served).glob("g-*") if p.is_dir()] == [live]
+    assert os.listdir(served.tmp / "scratch") == []
