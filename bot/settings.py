@@ -42,7 +42,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
-    ("DATA_DIR", "./data", "Directory for the embedded queue and the token ledger (checkouts go to TMPDIR)."),
+    ("DATA_DIR", "./data", "Embedded queue, token ledger and repository cache (checkouts go to TMPDIR)."),
     ("REPO_CACHE_BYTES", "5000000000", "Cap of the repository cache in DATA_DIR/repos (LRU); 0 = no cache."),
     (
         "DATABASE_URL",
