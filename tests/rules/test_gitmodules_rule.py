@@ -37,6 +37,7 @@ CLEAN: list[tuple[str, str, str]] = [
     (RULE, ".gitmodules", '[submodule "lib"]\n\tpath = lib\n\turl = ../lib.git\n\tbranch = main'),
     (RULE, ".gitmodules", '[submodule "lib"]\n\tpath = lib\n\turl = ssh://git@host/lib  # -o is a comment'),
     (RULE, ".gitmodules", '[submodule "lib"]\n\tpath = lib\n\turl = https://h/l\n\tupdate = rebase'),
+    (RULE, ".gitmodules", '[submodule "lib"]\n\tpath = lib\n\t# url = -oProxyCommand=true\n\t; path = ../x'),
     (RULE, "docs/submodules.md", "url = -oProxyCommand=true\npath = ../elsewhere"),
     (RULE, "app/config.py", 'URL = "-oProxyCommand=true"'),
 ]
