@@ -120,7 +120,7 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
             ),
             budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
             git_base_url=settings.git_base_url,
-            repo_cache=RepoCache(settings.data_dir / "repos", settings.repo_cache_bytes)
+            repo_cache=RepoCache(settings.data_dir / "repos", settings.repo_cache_bytes, evict_interval=30)
             if settings.repo_cache_bytes > 0
             else None,
             lease_check=lambda claimed: queue.heartbeat(claimed, settings.lease_seconds),

@@ -81,9 +81,12 @@ def cache_key(url: str) -> str:
 
 
 class RepoCache:
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, *, evict_interval: float = 0.0) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        # measuring every entry after every job costs a walk of the cache: the App spaces them out
+        self.evict_interval = evict_interval
+        self._last_evict = float("-inf")
 
     @contextlib.asynccontextmanager
     async def lease(
@@ -91,6 +94,7 @@ class RepoCache:
     ) -> AsyncIterator[Lease]:
         """Make ``head_sha`` (and ``base_sha``, with their merge base) present in the cache and hold it
         readable until the block ends."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         entry = self.root / cache_key(source.url)
         _make_dirs(entry)
         use_fd: int | None = None
@@ -146,6 +150,10 @@ class RepoCache:
 
     async def evict(self) -> None:
         """Delete whole entries, least recently used first, until the cache fits ``max_bytes``."""
+        now = time.monotonic()
+        if now - self._last_evict < self.evict_interval:
+            return
+        self._last_evict = now
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
@@ -177,7 +185,11 @@ async def _locked(path: Path) -> AsyncIterator[int]:
     The lock file is checked to still be the one at ``path`` after locking: an eviction may have
     removed the entry between our open and our lock."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except FileNotFoundError:  # the entry was just evicted: make it again
+            _make_dirs(path.parent)
+            continue
         try:
             while True:
                 try:
