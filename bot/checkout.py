@@ -694,18 +694,58 @@ async def _checkout(git_dir: Path, tree: Path, head_sha: str, caps: TreeCaps, *,
     (the same hardened git writes them: ``checkout-index`` shares checkout's code and options)."""
     await _check_size(git_dir, head_sha, caps)
     common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
-    if lazy:
-        await run_git([*common, "read-tree", head_sha], cwd=tree, timeout=300)
-        await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
-    else:
-        await run_git(
-            [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
-            cwd=tree,
-            timeout=300,
-        )
+    try:
+        if lazy:
+            await run_git([*common, "read-tree", head_sha], cwd=tree, timeout=300)
+        else:
+            await run_git(
+                [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
+                cwd=tree,
+                timeout=300,
+            )
+    except WorkspaceError as exc:
+        if not _INVALID_PATH.search(str(exc)):
+            raise
+        skipped = await _index_without_invalid_paths(git_dir, tree, head_sha)
+        log.warning("paths git refuses to check out were left out", count=len(skipped))
+        if not lazy:
+            await run_git([*common, "checkout-index", "--all", "--force"], cwd=tree, timeout=300)
+    await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
     checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
     if checked.strip() != head_sha:
         raise WorkspaceError("the checked-out HEAD is not the requested commit")
+
+
+_INVALID_PATH = re.compile(r"invalid path '((?:[^'\n]|'(?!\n|$))*)'", re.IGNORECASE)
+_MAX_INVALID = 64
+
+
+async def _index_without_invalid_paths(git_dir: Path, tree: Path, head_sha: str) -> list[str]:
+    """The head's index without the entries git's path checks refuse (a ``.gitmodules`` symlink, a
+    ``.git`` alias, …): such a tree was fetched because only gitmodules* fsck checks are relaxed (S-02),
+    and it must still be reviewed rather than fail the job. Returns the paths left out."""
+    common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+    listing = await run_git([*common, "ls-tree", "-r", "-z", "--full-tree", head_sha], cwd=tree, timeout=300)
+    entries = [e for e in listing.split(b"\0") if e]
+    skipped: list[str] = []
+    for _ in range(_MAX_INVALID):
+        keep = b"".join(
+            e + b"\0"
+            for e in entries
+            if e.partition(b"\t")[2].decode("utf-8", "surrogateescape") not in skipped
+        )
+        with contextlib.suppress(FileNotFoundError):
+            (git_dir / "index").unlink()
+        rc, _, err = await _exec_git(
+            [*common, "update-index", "-z", "--index-info"], cwd=tree, extra_env=None, timeout=300, input=keep
+        )
+        if rc == 0:
+            return skipped
+        found = _INVALID_PATH.search(err)
+        if found is None or found.group(1) in skipped:
+            raise WorkspaceError(f"git update-index failed (exit {rc}): {err or 'no message'}")
+        skipped.append(found.group(1))
+    raise WorkspaceError("the head tree has too many paths git refuses to check out")
 
 
 def _local(repo: Path) -> list[str]:

@@ -79,6 +79,28 @@ def _reviewed_and_reported(
         assert all(c.status == "completed" for c in world.fake.check_runs.values())
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["scratch", "repo-cache"])
+def test_s02_symlinked_gitmodules_pr_is_still_reviewed(tmp_path: Path, cached: bool) -> None:
+    """gitmodulesSymlink: git fetches it now, but its own path checks refuse to check it out; the entry is
+    left out of the checkout and the rest of the PR is reviewed (before: the job failed every attempt)."""
+    with make_world(tmp_path) as world:
+        work = world.work
+        target = work.write("target.txt", "/etc/passwd")
+        blob = work.git("hash-object", "-w", str(target))
+        target.unlink()
+        listing = work.git("ls-tree", "HEAD") + f"\n120000 blob {blob}\t.gitmodules\n"
+        tree = subprocess_mktree(work, listing)
+        head = work.git("commit-tree", tree, "-p", "HEAD", "-m", "a symlinked .gitmodules")
+        work.git("update-ref", "refs/heads/feature", head)
+        world.repo.push(work, "feature")
+        world.fake.update_pull(world.pull)
+        cache = RepoCache(tmp_path / "repos", 10**9) if cached else None
+        result = world.run(world.job("opened", head_sha=world.pull.head_sha), world.runner(repo_cache=cache))
+        assert result.startswith("posted"), result
+        (review,) = world.fake.reviews_for(world.pull)
+        assert any(c["path"] == "app/users.py" for c in review.comments), review.comments
+
+
 def test_s02_only_the_gitmodules_fsck_checks_are_relaxed() -> None:
     relaxed = [o for o in HARDENING if o.startswith(("fsck.", "fetch.fsck.", "receive.fsck."))]
     assert relaxed and all(o.startswith("fetch.fsck.gitmodules") and o.endswith("=ignore") for o in relaxed)
