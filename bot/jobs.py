@@ -62,6 +62,7 @@ class JobLimits:
     max_changed_lines: int = 5000
     max_diff_bytes: int = 2_000_000
     max_checkout_bytes: int = 1_000_000_000  # S-09: the head tree, checked before checkout
+    max_checkout_files: int = 150_000  # S-09: likewise (Linux has ~90k files; 200k empty ones is a bomb)
     daily_token_budget: int = 2_000_000
     max_attempts: int = 3
 
@@ -293,6 +294,7 @@ class ReviewJobRunner:
                 pull.base_sha,
                 scratch_root=deps.scratch_root,
                 max_bytes=deps.limits.max_checkout_bytes,
+                max_files=deps.limits.max_checkout_files,
                 cache=deps.repo_cache,
                 lazy=True,  # review_workspace writes the files it reads (all of them for the agent)
             ) as ws:

@@ -12,7 +12,7 @@ import pytest
 
 from bot.checkout import GitSource, remove_tree, workspace
 from bot.errors import BudgetExceeded
-from bot.jobs import SIZE_GATE_MARKER
+from bot.jobs import SIZE_GATE_MARKER, JobLimits
 from bot.repocache import RepoCache
 from tests.app.conftest import make_world, model_provider
 from tests.support.gitrepo import GitRepo, init_repo
@@ -105,3 +105,11 @@ def test_s09_deep_pr_gets_one_too_large_notice_and_no_model_call(tmp_path: Path,
             assert {(c.status, c.conclusion) for c in world.fake.check_runs.values()} == {
                 ("completed", "neutral")
             }
+
+
+def test_s09_the_app_caps_the_file_count_from_the_listing(tmp_path: Path) -> None:
+    with make_world(tmp_path) as world:
+        runner = world.runner(limits=JobLimits(max_checkout_files=5))  # the demo head has 8 files
+        assert world.run(world.job("opened"), runner) == "skipped: too large"
+        notes = [c.body for c in world.fake.issue_comments.values() if SIZE_GATE_MARKER in c.body]
+        assert len(notes) == 1 and "files (limit 5)" in notes[0], notes
