@@ -366,14 +366,7 @@ class Workspace:
         return await run_git(["--git-dir", str(self.git_dir), *args], cwd=self.git_dir)
 
     async def has_commit(self, sha: str) -> bool:
-        rc, _, _ = await _exec_git(
-            ["--git-dir", str(self.git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
-            cwd=self.git_dir,
-            extra_env=None,
-            timeout=30,
-            input=None,
-        )
-        return rc == 0
+        return await _has_commit(self.git_dir, sha)
 
     async def ensure_commit(self, sha: str) -> bool:
         """Fetch ``sha`` (by SHA, from the same source) when it is missing; False when it cannot be had."""
