@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -421,19 +422,20 @@ def _pack_checksum_ok(path: Path) -> bool:
     size = path.stat().st_size
     with path.open("rb") as fh:
         for algo in ("sha1", "sha256"):
-            digest_size = hashlib.new(algo).digest_size
-            if size < 12 + digest_size:
-                continue
             h = hashlib.new(algo)
+            trailer = h.digest_size
+            if size < 12 + trailer:
+                continue
             fh.seek(0)
-            left = size - digest_size
+            left = size - trailer
             while left:
                 chunk = fh.read(min(left, 1 << 20))
                 if not chunk:
                     return False
                 h.update(chunk)
                 left -= len(chunk)
-            if fh.read(digest_size) == h.digest():
+            # not a secret, but the house rule (W-03) is one constant-time compare for every digest
+            if hmac.compare_digest(fh.read(trailer), h.digest()):
                 return True
     return False
 
