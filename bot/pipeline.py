@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bot import metrics
 from bot.agent.definitions import AgentDefinition, load_definition
 from bot.agent.prompt import ReviewPromptContext
 from bot.agent.providers import Provider
@@ -101,7 +102,10 @@ def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
         data = fh.read(MAX_HEAD_FILE_BYTES + 1)
     if b"\0" in data[:8192]:
         return None
-    return data.decode("utf-8", errors="replace").splitlines()
+    # "\n" only, as git splits a diff: splitlines() also breaks at \f, \x85 and U+2028, which shifts
+    # every later line away from the diff's numbering (and drops findings on those lines)
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 async def review_workspace(
@@ -134,7 +138,9 @@ async def review_workspace(
     # a lazy workspace (the App's) writes only what is read: the changed files now, all before the agent
     await ws.materialize(f.path for f in changeset.files)
     say(f"{len(changeset.files)} changed files, running offline checks")
+    rules_started = metrics.clock()
     rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
+    metrics.phase_since("rules", rules_started)
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -152,6 +158,7 @@ async def review_workspace(
             skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
             focus=tuple(c.value for c in inputs.focus),
         )
+        model_started = metrics.clock()
         agent_result = await run_agent(
             definition,
             provider=provider,
@@ -161,6 +168,7 @@ async def review_workspace(
             secrets=SECRETS,
             on_progress=say,
         )
+        metrics.phase_since("model", model_started)
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
     notes = list(inputs.notes)
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:

@@ -6,6 +6,8 @@ import pytest
 
 from bot.rules import RULES
 from tests.rules import test_gitmodules_rule as gitmodules_cases
+from tests.rules.test_unicode import CLEAN as UNICODE_CLEAN
+from tests.rules.test_unicode import FLAG as UNICODE_FLAG
 from tests.rules.util import findings, hits
 
 # (rule id, path, code, 1-based line that must be flagged)
@@ -717,6 +719,11 @@ CLEAN: list[tuple[str, str, str]] = [
     ("py-http-no-timeout", "app/notify.py", 'requests.get(\n    "http://x/#a", timeout=5,\n)'),
 ]
 
+FLAG += UNICODE_FLAG
+CLEAN += UNICODE_CLEAN
+FLAG += gitmodules_cases.FLAG
+CLEAN += gitmodules_cases.CLEAN
+
 
 def _case_id(case: tuple[str, ...]) -> str:
     return f"{case[0]}:{case[1]}"
@@ -746,8 +753,3 @@ def test_every_rule_has_flag_and_clean_cases() -> None:
     assert ids - flagged == set()
     assert ids - clean == set()
     assert flagged | clean <= ids
-
-
-# rules with their own case files register here, so that every rule still needs both kinds of case
-FLAG.extend(gitmodules_cases.FLAG)
-CLEAN.extend(gitmodules_cases.CLEAN)
