@@ -319,7 +319,7 @@ class _Pending:
 
     full: bool = False
     written: set[str] = field(default_factory=set)
-    index: frozenset[str] | None = None
+    index: frozenset[str] = frozenset()  # every path of the head tree in the index
 
 
 @dataclass(frozen=True)
@@ -340,9 +340,6 @@ class Workspace:
         pending = self.pending
         if pending is None or pending.full:
             return
-        if pending.index is None:
-            listing = await self._tree_git(["ls-files", "-z"])
-            pending.index = frozenset(listing.decode("utf-8", "surrogateescape").split("\0")) - {""}
         wanted = sorted({p for p in paths if p in pending.index} - pending.written)
         if wanted:
             data = "\0".join(wanted).encode("utf-8", "surrogateescape") + b"\0"
@@ -473,18 +470,22 @@ class TreeCaps:
     max_depth: int | None = DEFAULT_MAX_DEPTH
 
 
-async def _check_size(git_dir: Path, sha: str, caps: TreeCaps) -> None:
-    """S-09: refuse an oversized tree from its listing, before anything is written to disk."""
+async def _check_size(git_dir: Path, sha: str, caps: TreeCaps) -> frozenset[str]:
+    """S-09: refuse an oversized tree from its listing, before anything is written to disk.
+
+    Returns the tree's paths (what a lazy workspace may write)."""
     out = await run_git(["--git-dir", str(git_dir), "ls-tree", "-r", "-l", "-z", sha], cwd=git_dir)
     files = 0
     total = 0
     depth = 0
+    paths: list[str] = []
     for entry in out.split(b"\0"):
         if not entry:
             continue
         meta, _, name = entry.partition(b"\t")
         fields = meta.split()
         files += 1
+        paths.append(name.decode("utf-8", "surrogateescape"))
         depth = max(depth, name.count(b"/") + 1)
         if len(fields) == 4 and fields[3].isdigit():
             total += int(fields[3])
@@ -494,6 +495,7 @@ async def _check_size(git_dir: Path, sha: str, caps: TreeCaps) -> None:
         raise BudgetExceeded(f"the head tree has {total:,} bytes (limit {caps.max_bytes:,})")
     if caps.max_depth is not None and depth > caps.max_depth:
         raise BudgetExceeded(f"the head tree has a path {depth:,} levels deep (limit {caps.max_depth:,})")
+    return frozenset(paths)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -623,7 +625,7 @@ async def workspace(
                         if lease.shallow is not None:
                             (git_dir / "shallow").write_bytes(lease.shallow)
                         found_base = lease.merge_base
-                    await _checkout(git_dir, tree, head_sha, caps, lazy=lazy)
+                    paths = await _checkout(git_dir, tree, head_sha, caps, lazy=lazy)
                     break
                 except WorkspaceError:
                     # a cache corrupted in a way the cheap check missed shows up as a failing git: if
@@ -639,7 +641,7 @@ async def workspace(
                 git_dir=git_dir,
                 source=source,
                 depth=start_depth,
-                pending=_Pending() if lazy else None,
+                pending=_Pending(index=paths) if lazy else None,
             )
     finally:
         # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
@@ -652,7 +654,7 @@ async def fetch_history(
     """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks, by SHA and shallow,
     deepening fourfold until their merge base is found (returned) or the history is complete."""
     wanted = [head_sha] + ([base_sha] if base_sha and base_sha != head_sha else [])
-    missing = wanted if fresh else [sha for sha in wanted if not await _has_commit(git_dir, sha)]
+    missing = wanted if fresh else await _missing_commits(git_dir, wanted)
     if missing:
         await _fetch(git_dir, source, missing, depth)
     if base_sha is None:
@@ -669,6 +671,15 @@ async def fetch_history(
     return found_base
 
 
+async def _missing_commits(git_dir: Path, shas: list[str]) -> list[str]:
+    """Which of ``shas`` are not commits in ``git_dir`` (one git call for all of them)."""
+    query = "".join(f"{sha}^{{commit}}\n" for sha in shas).encode()
+    out = await run_git(["--git-dir", str(git_dir), "cat-file", "--batch-check"], cwd=git_dir, input=query)
+    answers = out.decode().splitlines()
+    # "<sha> commit <size>" when present; "<sha>^{commit} missing" (or ambiguous…) otherwise
+    return [sha for sha, line in zip(shas, answers, strict=True) if line.split()[:2] != [sha, "commit"]]
+
+
 async def _has_commit(git_dir: Path, sha: str) -> bool:
     rc, _, _ = await _exec_git(
         ["--git-dir", str(git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
@@ -680,33 +691,40 @@ async def _has_commit(git_dir: Path, sha: str) -> bool:
     return rc == 0
 
 
-async def _checkout(git_dir: Path, tree: Path, head_sha: str, caps: TreeCaps, *, lazy: bool) -> None:
-    """Check ``head_sha`` out into ``tree`` after S-09's caps pass, and confirm what was checked out.
+async def _checkout(
+    git_dir: Path, tree: Path, head_sha: str, caps: TreeCaps, *, lazy: bool
+) -> frozenset[str]:
+    """Check ``head_sha`` out into ``tree`` after S-09's caps pass; return the paths in the index.
 
     ``lazy`` fills only the index: files are then written on demand by :meth:`Workspace.materialize`
     (the same hardened git writes them: ``checkout-index`` shares checkout's code and options)."""
-    await _check_size(git_dir, head_sha, caps)
+    paths = await _check_size(git_dir, head_sha, caps)
     common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
     try:
-        if lazy:
+        if lazy:  # the index is read from exactly this SHA: no HEAD to confirm
             await run_git([*common, "read-tree", head_sha], cwd=tree, timeout=300)
-        else:
-            await run_git(
-                [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
-                cwd=tree,
-                timeout=300,
-            )
+            return paths
+        await run_git(
+            [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
+            cwd=tree,
+            timeout=300,
+        )
     except WorkspaceError as exc:
         if not _INVALID_PATH.search(str(exc)):
             raise
         skipped = await _index_without_invalid_paths(git_dir, tree, head_sha)
         log.warning("paths git refuses to check out were left out", count=len(skipped))
-        if not lazy:
-            await run_git([*common, "checkout-index", "--all", "--force"], cwd=tree, timeout=300)
-    await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
+        # update-index may also drop entries quietly: the index itself says what is there
+        listing = await run_git([*common, "ls-files", "-z"], cwd=tree, timeout=300)
+        paths = frozenset(listing.decode("utf-8", "surrogateescape").split("\0")) - {""}
+        if lazy:
+            return paths
+        await run_git([*common, "checkout-index", "--all", "--force"], cwd=tree, timeout=300)
+        await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
     checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
     if checked.strip() != head_sha:
         raise WorkspaceError("the checked-out HEAD is not the requested commit")
+    return paths
 
 
 _INVALID_PATH = re.compile(r"invalid path '((?:[^'\n]|'(?!\n|$))*)'", re.IGNORECASE)

@@ -458,8 +458,10 @@ async def _keep_tips(gen: Path, shas: list[str]) -> None:
     """Refs on recent heads: the tips a later fetch names as "have", so only new objects are sent."""
     stamp = f"{time.time_ns():020d}"
     lines = [f"update refs/tips/{stamp}-{sha[:12]} {sha}" for sha in dict.fromkeys(shas)]
-    out = await run_git(["--git-dir", str(gen), "for-each-ref", "--format=%(refname)", "refs/tips/"], cwd=gen)
-    existing = sorted(out.decode().split())
+    try:  # loose refs only: nothing here ever packs them (no gc, no pack-refs)
+        existing = sorted(f"refs/tips/{name}" for name in os.listdir(gen / "refs" / "tips"))
+    except FileNotFoundError:
+        existing = []
     again = {f"-{sha[:12]}" for sha in shas}
     stale = [ref for ref in existing if ref[-13:] in again]  # re-stamped below
     rest = [ref for ref in existing if ref not in stale]
