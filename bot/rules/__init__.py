@@ -9,7 +9,7 @@ comments blanked, so no comment in the PR changes what is reported (P-01); only 
 from __future__ import annotations
 
 from bot.models import Changeset, FileStatus, Finding
-from bot.rules import migrations, reliability, secrets, security, sql, unicode
+from bot.rules import gitmodules, migrations, reliability, secrets, security, sql, unicode
 from bot.rules.base import Check, Rule, Source, language_of
 from bot.rules.dialect import UNKNOWN_PROJECT, ProjectDialects
 
@@ -22,6 +22,7 @@ _CHECKS: tuple[Check, ...] = (
     *reliability.CHECKS,
     *migrations.CHECKS,
     *unicode.CHECKS,
+    *gitmodules.CHECKS,
 )
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS)
 

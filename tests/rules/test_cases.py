@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.rules import RULES
+from tests.rules import test_gitmodules_rule as gitmodules_cases
 from tests.rules.test_unicode import CLEAN as UNICODE_CLEAN
 from tests.rules.test_unicode import FLAG as UNICODE_FLAG
 from tests.rules.util import findings, hits
@@ -720,6 +721,8 @@ CLEAN: list[tuple[str, str, str]] = [
 
 FLAG += UNICODE_FLAG
 CLEAN += UNICODE_CLEAN
+FLAG += gitmodules_cases.FLAG
+CLEAN += gitmodules_cases.CLEAN
 
 
 def _case_id(case: tuple[str, ...]) -> str:
