@@ -49,7 +49,7 @@ from typing import Any
 
 from bench.support import GIT_ENV, git, median_ms
 from bot import __version__
-from bot.checkout import GitSource, Workspace, workspace
+from bot.checkout import GitSource, Workspace, remove_tree, workspace
 from bot.diff import budget_prompt, parse_diff
 from bot.formats import to_json, to_markdown, to_sarif
 from bot.github import GitHubApp
@@ -59,6 +59,7 @@ from bot.log import SECRETS
 from bot.models import PullRequestRef, ReviewJob
 from bot.pipeline import ReviewInputs, head_reader, review_workspace
 from bot.queue.base import ClaimedJob
+from bot.repocache import RepoCache
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
 from tests.support.fake_github import FakeGitHub
@@ -264,11 +265,17 @@ async def _async(value: Any) -> Any:
 
 
 async def pipeline_once(
-    source: GitSource, head: str, base: str, scratch: Path, st: Stages, prefix: str
+    source: GitSource,
+    head: str,
+    base: str,
+    scratch: Path,
+    st: Stages,
+    prefix: str,
+    cache: RepoCache | None = None,
 ) -> None:
     """One review outside the model, stage by stage (the same calls ``review_workspace`` makes)."""
     started = time.perf_counter()
-    cm = workspace(source, head, base, scratch_root=scratch)
+    cm = workspace(source, head, base, scratch_root=scratch, cache=cache, lazy=cache is not None)
     ws: Workspace = await st.run(f"{prefix}workspace", cm.__aenter__)
     try:
         diff_text = await st.run(f"{prefix}diff", ws.diff)
@@ -276,6 +283,7 @@ async def pipeline_once(
             f"{prefix}changeset",
             lambda: _async(parse_diff(diff_text, base_sha=ws.merge_base or "", head_sha=head)),
         )
+        await st.run(f"{prefix}materialize", lambda: ws.materialize(f.path for f in changeset.files))
         findings = await st.run(f"{prefix}rules", lambda: _async(tuple(run_rules(changeset))))
         prompt = await st.run(f"{prefix}prompt budget", lambda: _async(budget_prompt(changeset, 24_000)))
         ctx = ReviewContext(
@@ -343,6 +351,40 @@ async def _pipelines(http: GitSource, local: GitSource, head: str, base: str, sc
     return st
 
 
+def _push_commit(bare: Path, parent: str, n: int) -> str:
+    """A new commit on ``parent`` in the served repository, changing one file (a push to the PR)."""
+    env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(bare / f"bench-index-{n}")}
+
+    def run(*args: str, stdin: bytes | None = None) -> str:
+        out = subprocess.run(
+            ["git", "--git-dir", str(bare), *args], env=env, input=stdin, check=True, capture_output=True
+        )
+        return out.stdout.decode().strip()
+
+    run("read-tree", parent)
+    blob = run("hash-object", "-w", "--stdin", stdin=f"# push {n}\n".encode())
+    run("update-index", "--add", "--cacheinfo", f"100644,{blob},Lib/bench_push_{n}.py")
+    tree = run("write-tree")
+    os.unlink(bare / f"bench-index-{n}")
+    return run("commit-tree", tree, "-p", parent, "-m", f"push {n}")
+
+
+async def _cached(http: GitSource, bare: Path, head: str, base: str, scratch: Path, root: Path) -> Stages:
+    """Issue 10's repository cache: a first review into an empty cache, then second reviews of the
+    same repository (the same head again, and a new push on top of it), each its own cache state."""
+    st = Stages()
+    for i in range(RUNS + 1):
+        cache = RepoCache(root / f"cold-{i}", 10**10)
+        await pipeline_once(http, head, base, scratch, st, "cold ", cache)
+        await pipeline_once(http, head, base, scratch, st, "same ", cache)
+        pushed = _push_commit(bare, head, i)
+        await pipeline_once(http, pushed, base, scratch, st, "push ", cache)
+        remove_tree(root / f"cold-{i}")
+        if i == 0:
+            st.times = {k: [] for k in st.times}
+    return st
+
+
 async def _app_jobs(fake: FakeGitHub, repo: Any, pull: Any, tmp: Path) -> tuple[list[float], list[float]]:
     ledger = SQLiteLedger(tmp / "ledger.sqlite3")
     app = GitHubApp(
@@ -405,6 +447,9 @@ def main() -> None:
             _pipelines(http, GitSource.local(bare), pull.head_sha, pull.base_sha, tmp / "scratch")
         )
         app_whole, app_publish = asyncio.run(_app_jobs(fake, repo, pull, tmp))
+        cached = asyncio.run(
+            _cached(http, repo.bare, pull.head_sha, pull.base_sha, tmp / "scratch", tmp / "cache")
+        )
 
     clone = statistics.median(clone_http)
     total = st.median("total")
@@ -434,6 +479,18 @@ def main() -> None:
     )
     print(f"  GitHub App job, offline (mint, re-checks, workspace, review, publish): {median_ms(app_whole)}")
     print(f"    of which publish (review + check run, write pacing off)   {median_ms(app_publish)}")
+    print("  repository cache (a persistent bare repository per GitHub repository; issue 10 item 2):")
+    for prefix, label, target in (
+        ("cold ", "first review, empty cache", 1.0),
+        ("same ", "second review, same head (re-run)", 0.1),
+        ("push ", "second review, a new push on the PR", 0.1),
+    ):
+        t = cached.median(f"{prefix}total")
+        w = cached.median(f"{prefix}workspace")
+        print(
+            f"    {label:<40} total {t * 1000:6.0f} ms (workspace {w * 1000:4.0f} ms), "
+            f"ratio {t / clone:.3f} (target <= {target}{'' if target == 1.0 else ' and <= 1000 ms'})"
+        )
     local_total = st.median("local total")
     print(
         f"local path for reference: git clone --no-local {median_ms(clone_local).strip()}, workspace "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import metrics
-from bot.checkout import check_git_version
+from bot.checkout import check_git_version, git_env
 from bot.errors import ConfigError, UsageError
 from bot.ledger import TokenLedger, open_ledger
 from bot.log import configure, get_logger
@@ -56,7 +56,10 @@ class Runtime:
 
 def _git_warning() -> None:
     try:
-        out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=10, check=False)
+        # K-03: the same scratch-built environment as every other git call, never os.environ
+        out = subprocess.run(
+            ["git", "--version"], capture_output=True, text=True, timeout=10, check=False, env=git_env()
+        )
     except OSError:
         log.error("git is not installed")
         return
@@ -92,6 +95,7 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
     from bot.agent.runner import AgentBudgets
     from bot.github import GitHubApp
     from bot.jobs import JobDeps, JobLimits, ReviewJobRunner
+    from bot.repocache import RepoCache
     from bot.worker import Worker, WorkerConfig
 
     settings.require_app()
@@ -117,6 +121,9 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
             ),
             budgets=AgentBudgets(max_total_tokens=settings.max_tokens_per_review),
             git_base_url=settings.git_base_url,
+            repo_cache=RepoCache(settings.data_dir / "repos", settings.repo_cache_bytes, evict_interval=30)
+            if settings.repo_cache_bytes > 0
+            else None,
             lease_check=lambda claimed: queue.heartbeat(claimed, settings.lease_seconds),
         )
     )

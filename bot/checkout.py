@@ -34,13 +34,30 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import BudgetExceeded, WorkspaceError
 from bot.log import SECRETS, get_logger
-from bot.process import kill_group, reap
+from bot.process import child_env, kill_group, reap
 from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
 
+if TYPE_CHECKING:
+    from bot.repocache import RepoCache
+
 log = get_logger(__name__)
+
+# git fsck's message ids about .gitmodules (git 2.39+ knows all of them; an unknown id is fatal).
+GITMODULES_FSCK_IDS: tuple[str, ...] = (
+    "gitmodulesBlob",
+    "gitmodulesLarge",
+    "gitmodulesMissing",
+    "gitmodulesName",
+    "gitmodulesParse",
+    "gitmodulesPath",
+    "gitmodulesSymlink",
+    "gitmodulesUpdate",
+    "gitmodulesUrl",
+)
 
 # Overrides given to every git call. Each is a real git option (see git-config(1)).
 HARDENING: tuple[str, ...] = (
@@ -58,9 +75,13 @@ HARDENING: tuple[str, ...] = (
     "protocol.allow=never",  # every transport is off; a fetch re-enables only its own scheme
     "protocol.file.allow=never",
     "protocol.version=2",  # v2 serves any reachable object, so a fetch can name a bare SHA (C-05)
-    "transfer.fsckObjects=true",  # malformed trees and .gitmodules are rejected at fetch (S-08)
+    "transfer.fsckObjects=true",  # malformed objects and trees are rejected at fetch (S-08)
     "fetch.fsckObjects=true",
     "receive.fsckObjects=true",
+    # S-02: every fsck check stays on except the .gitmodules ones. Submodules are never initialised, so
+    # a hostile .gitmodules is inert data to us; rejecting the pack would let any author opt a PR out of
+    # review. The offline rule `gitmodules-hostile` reports such entries instead.
+    *(f"fetch.fsck.{msg_id}=ignore" for msg_id in GITMODULES_FSCK_IDS),
     "filter.lfs.smudge=",  # no LFS download, no LFS endpoint contacted (S-03)
     "filter.lfs.clean=",
     "filter.lfs.process=",
@@ -74,11 +95,13 @@ HARDENING: tuple[str, ...] = (
     "init.defaultBranch=main",
 )
 
-_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SHA = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 _STDERR_TAIL = 2000
 _DEFAULT_DEPTH = 50
 _MAX_DEPTH = 20_000
+# S-09: deeper trees are refused before checkout. Real projects stay far below this (deep Java packages
+# reach ~15); a path nested this deep still fits well within PATH_MAX for git's own checkout.
+DEFAULT_MAX_DEPTH = 256
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 # S-01: the first patched release in each affected series (CVE-2025-48384 and friends).
@@ -106,11 +129,6 @@ def check_git_version(version_text: str) -> str | None:
 def git_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a git child, built from scratch: nothing from ``os.environ``."""
     env = {
-        "PATH": _child_path(),
-        "HOME": "/nonexistent",
-        "XDG_CONFIG_HOME": "/nonexistent",
-        "LANG": "C",
-        "LC_ALL": "C",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": "/dev/null",
         "GIT_CONFIG_SYSTEM": "/dev/null",
@@ -125,7 +143,7 @@ def git_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         "GIT_PAGER": "cat",
     }
     env.update(extra_env or {})
-    return env
+    return child_env(env)
 
 
 def _git_executable() -> str:
@@ -133,12 +151,6 @@ def _git_executable() -> str:
     if found is None:
         raise WorkspaceError("git is not installed")
     return found
-
-
-def _child_path() -> str:
-    found = shutil.which("git")
-    directory = os.path.dirname(found) if found else ""
-    return f"{directory}:{_BASE_PATH}" if directory and directory not in _BASE_PATH.split(":") else _BASE_PATH
 
 
 def _credential_values(extra_env: Mapping[str, str]) -> list[str]:
@@ -301,6 +313,15 @@ def _check_sha(sha: str, what: str) -> str:
     return sha
 
 
+@dataclass
+class _Pending:
+    """What a lazy workspace has written so far."""
+
+    full: bool = False
+    written: set[str] = field(default_factory=set)
+    index: frozenset[str] = frozenset()  # every path of the head tree in the index
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A checkout of ``head_sha`` at ``path``; its git dir lives outside the tree at ``git_dir``."""
@@ -312,20 +333,37 @@ class Workspace:
     git_dir: Path
     source: GitSource | None = field(default=None, repr=False, compare=False)
     depth: int = field(default=_DEFAULT_DEPTH, repr=False, compare=False)
+    pending: _Pending | None = field(default=None, repr=False, compare=False)  # lazy: files not yet written
+
+    async def materialize(self, paths: Iterable[str]) -> None:
+        """Write these head files into the tree (a lazy workspace); paths not in the head are ignored."""
+        pending = self.pending
+        if pending is None or pending.full:
+            return
+        wanted = sorted({p for p in paths if p in pending.index} - pending.written)
+        if wanted:
+            data = "\0".join(wanted).encode("utf-8", "surrogateescape") + b"\0"
+            await self._tree_git(["checkout-index", "--force", "-z", "--stdin"], data)
+            pending.written.update(wanted)
+
+    async def materialize_all(self) -> None:
+        """Write the whole head tree (before anything, such as the agent's tools, may read any file)."""
+        pending = self.pending
+        if pending is None or pending.full:
+            return
+        await self._tree_git(["checkout-index", "--all", "--force"])
+        pending.full = True
+
+    async def _tree_git(self, args: Sequence[str], data: bytes | None = None) -> bytes:
+        common = ["--git-dir", str(self.git_dir), "--work-tree", str(self.path)]
+        return await run_git([*common, *args], cwd=self.path, timeout=300, input=data)
 
     async def git(self, args: Sequence[str]) -> bytes:
         """Run hardened git against this workspace's git dir (no working tree)."""
         return await run_git(["--git-dir", str(self.git_dir), *args], cwd=self.git_dir)
 
     async def has_commit(self, sha: str) -> bool:
-        rc, _, _ = await _exec_git(
-            ["--git-dir", str(self.git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
-            cwd=self.git_dir,
-            extra_env=None,
-            timeout=30,
-            input=None,
-        )
-        return rc == 0
+        return await _has_commit(self.git_dir, sha)
 
     async def ensure_commit(self, sha: str) -> bool:
         """Fetch ``sha`` (by SHA, from the same source) when it is missing; False when it cannot be had."""
@@ -452,35 +490,106 @@ async def _merge_base_in(git_dir: Path, a: str, b: str) -> str | None:
     return out.decode().strip() or None
 
 
-async def _check_size(git_dir: Path, sha: str, max_files: int | None, max_bytes: int | None) -> None:
-    """S-09: refuse an oversized tree from its listing, before anything is written to disk."""
+@dataclass(frozen=True)
+class TreeCaps:
+    """S-09: what a head tree may hold; each None is unlimited. Checked from the listing, before checkout."""
+
+    max_files: int | None = None
+    max_bytes: int | None = None
+    max_depth: int | None = DEFAULT_MAX_DEPTH
+
+
+async def _check_size(git_dir: Path, sha: str, caps: TreeCaps) -> frozenset[str]:
+    """S-09: refuse an oversized tree from its listing, before anything is written to disk.
+
+    Returns the tree's paths (what a lazy workspace may write)."""
     out = await run_git(["--git-dir", str(git_dir), "ls-tree", "-r", "-l", "-z", sha], cwd=git_dir)
     files = 0
     total = 0
+    depth = 0
+    paths: list[str] = []
     for entry in out.split(b"\0"):
         if not entry:
             continue
-        meta = entry.split(b"\t", 1)[0].split()
+        meta, _, name = entry.partition(b"\t")
+        fields = meta.split()
         files += 1
-        if len(meta) == 4 and meta[3].isdigit():
-            total += int(meta[3])
-    if max_files is not None and files > max_files:
-        raise BudgetExceeded(f"the head tree has {files} files (limit {max_files})")
-    if max_bytes is not None and total > max_bytes:
-        raise BudgetExceeded(f"the head tree has {total} bytes (limit {max_bytes})")
+        paths.append(name.decode("utf-8", "surrogateescape"))
+        depth = max(depth, name.count(b"/") + 1)
+        if len(fields) == 4 and fields[3].isdigit():
+            total += int(fields[3])
+    if caps.max_files is not None and files > caps.max_files:
+        raise BudgetExceeded(f"the head tree has {files:,} files (limit {caps.max_files:,})")
+    if caps.max_bytes is not None and total > caps.max_bytes:
+        raise BudgetExceeded(f"the head tree has {total:,} bytes (limit {caps.max_bytes:,})")
+    if caps.max_depth is not None and depth > caps.max_depth:
+        raise BudgetExceeded(f"the head tree has a path {depth:,} levels deep (limit {caps.max_depth:,})")
+    return frozenset(paths)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything under it without recursion and without long paths (S-09, S-11).
+
+    ``shutil.rmtree`` recurses once per directory level, so a tree 1,000 directories deep raises
+    RecursionError; full paths of such a tree also pass PATH_MAX. This walks with one directory
+    descriptor at a time (names relative to it, ``..`` to climb), so neither depth nor path length
+    matters, and symlinks are removed, never followed.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    fd = os.open(path, _DIR_FLAGS)
+    # one frame per level: (name of this directory in its parent, its subdirectories still to remove)
+    stack: list[tuple[str, list[str]]] = [("", _clear_files(fd))]
+    try:
+        while stack:
+            name, pending = stack[-1]
+            if pending:
+                child = pending.pop()
+                child_fd = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child_fd
+                stack.append((child, _clear_files(fd)))
+                continue
+            stack.pop()
+            if not stack:
+                break
+            parent_fd = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent_fd
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink every non-directory in the directory ``fd``; return its subdirectories' names."""
+    with contextlib.suppress(OSError):  # a read-only directory in the tree: make it ours first
+        os.fchmod(fd, stat.S_IRWXU)
+    subdirs: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
 def _remove(path: Path) -> None:
-    def onerror(func: object, p: str, exc: object) -> None:
-        # a read-only directory inside the tree: make it writable and retry once
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), stat.S_IRWXU)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-
-    shutil.rmtree(path, onerror=onerror)
+    """Remove a scratch directory; a failure is logged, never raised (it must not fail a finished job)."""
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.error("could not remove a scratch directory", path=str(path), error=type(exc).__name__)
 
 
 @contextlib.asynccontextmanager
@@ -494,12 +603,20 @@ async def workspace(
     fetch_base: bool = True,
     max_files: int | None = None,
     max_bytes: int | None = None,
+    max_depth: int | None = DEFAULT_MAX_DEPTH,
+    cache: RepoCache | None = None,
+    lazy: bool = False,
 ) -> AsyncIterator[Workspace]:
     """Fetch ``head_sha`` (and ``base_sha``) by SHA and check the head out; always clean up.
 
     History is fetched shallow (``depth``, default 50) and deepened fourfold until the merge base
     of head and base is found or the history is complete. A partial clone (``--filter=blob:none``)
     would make every later diff or checkout fetch blobs lazily, so it is not used.
+
+    With a ``cache`` (the App's workers), objects are fetched into the repository's persistent cache
+    instead, only those missing, and this workspace's own git dir reads them from there. With ``lazy``
+    only the index is filled: callers write the files they read with :meth:`Workspace.materialize`
+    (the changed files) or :meth:`Workspace.materialize_all` (before the agent's tools see the tree).
     """
     _check_sha(head_sha, "head SHA")
     if base_sha is not None:
@@ -507,48 +624,168 @@ async def workspace(
     start_depth = depth or _DEFAULT_DEPTH
     scratch = Path(tempfile.mkdtemp(prefix="br-ws-", dir=scratch_root))  # mkdtemp: mode 0700
     try:
-        git_dir = scratch / "git"
-        tree = scratch / "tree"
-        tree.mkdir(mode=0o700)
-        # --template= (empty): no sample hooks or info files are copied in (S-01)
-        await run_git(["init", "--quiet", "--bare", "--template=", str(git_dir)], cwd=scratch)
-        wanted = [head_sha] + ([base_sha] if base_sha and fetch_base and base_sha != head_sha else [])
-        await _fetch(git_dir, source, wanted, start_depth)
-        found_base: str | None = None
-        if base_sha is not None and fetch_base:
-            found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-            current = start_depth
-            while found_base is None and await _is_shallow(git_dir):
-                current *= 4
-                if current > _MAX_DEPTH:  # a very old fork point: take the whole history once
-                    await _fetch(git_dir, source, wanted, None, unshallow=True)
-                else:
-                    await _fetch(git_dir, source, wanted, current)
-                found_base = await _merge_base_in(git_dir, head_sha, base_sha)
-        if max_files is not None or max_bytes is not None:
-            await _check_size(git_dir, head_sha, max_files, max_bytes)
-        common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+        async with contextlib.AsyncExitStack() as stack:
+            git_dir = scratch / "git"
+            tree = scratch / "tree"
+            want_base = base_sha if fetch_base else None
+            caps = TreeCaps(max_files, max_bytes, max_depth)
+            for attempt in (1, 2):
+                _remove(git_dir)
+                _remove(tree)
+                tree.mkdir(mode=0o700)
+                # --template= (empty): no sample hooks or info files are copied in (S-01)
+                await run_git(["init", "--quiet", "--bare", "--template=", str(git_dir)], cwd=scratch)
+                objects: Path | None = None
+                try:
+                    if cache is None:
+                        found_base = await fetch_history(
+                            git_dir, source, head_sha, want_base, start_depth, fresh=True
+                        )
+                    else:
+                        # the objects come from the shared cache (held while this workspace lives); this
+                        # job's git dir borrows them through objects/info/alternates, read-only
+                        lease = await stack.enter_async_context(
+                            cache.lease(source, head_sha, want_base, start_depth)
+                        )
+                        objects = lease.objects
+                        info = git_dir / "objects" / "info"
+                        info.mkdir(parents=True, exist_ok=True)
+                        (info / "alternates").write_text(f"{lease.objects}\n")
+                        if lease.shallow is not None:
+                            (git_dir / "shallow").write_bytes(lease.shallow)
+                        found_base = lease.merge_base
+                    paths = await _checkout(git_dir, tree, head_sha, caps, lazy=lazy)
+                    break
+                except WorkspaceError:
+                    # a cache corrupted in a way the cheap check missed shows up as a failing git: if
+                    # the deep check confirms it, the generation is dropped and this job re-seeds once
+                    if cache is None or objects is None or attempt == 2 or not await cache.condemn(objects):
+                        raise
+            log.info("workspace ready", head=head_sha[:12], merge_base=(found_base or "")[:12])
+            yield Workspace(
+                path=tree,
+                head_sha=head_sha,
+                base_sha=base_sha,
+                merge_base=found_base,
+                git_dir=git_dir,
+                source=source,
+                depth=start_depth,
+                pending=_Pending(index=paths) if lazy else None,
+            )
+    finally:
+        # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
+        _remove(scratch)
+
+
+async def fetch_history(
+    git_dir: Path, source: GitSource, head_sha: str, base_sha: str | None, depth: int, *, fresh: bool = False
+) -> str | None:
+    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks, by SHA and shallow,
+    deepening fourfold until their merge base is found (returned) or the history is complete."""
+    wanted = [head_sha] + ([base_sha] if base_sha and base_sha != head_sha else [])
+    missing = wanted if fresh else await _missing_commits(git_dir, wanted)
+    if missing:
+        await _fetch(git_dir, source, missing, depth)
+    if base_sha is None:
+        return None
+    found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+    current = depth
+    while found_base is None and await _is_shallow(git_dir):
+        current *= 4
+        if current > _MAX_DEPTH:  # a very old fork point: take the whole history once
+            await _fetch(git_dir, source, wanted, None, unshallow=True)
+        else:
+            await _fetch(git_dir, source, wanted, current)
+        found_base = await _merge_base_in(git_dir, head_sha, base_sha)
+    return found_base
+
+
+async def _missing_commits(git_dir: Path, shas: list[str]) -> list[str]:
+    """Which of ``shas`` are not commits in ``git_dir`` (one git call for all of them)."""
+    query = "".join(f"{sha}^{{commit}}\n" for sha in shas).encode()
+    out = await run_git(["--git-dir", str(git_dir), "cat-file", "--batch-check"], cwd=git_dir, input=query)
+    answers = out.decode().splitlines()
+    # "<sha> commit <size>" when present; "<sha>^{commit} missing" (or ambiguous…) otherwise
+    return [sha for sha, line in zip(shas, answers, strict=True) if line.split()[:2] != [sha, "commit"]]
+
+
+async def _has_commit(git_dir: Path, sha: str) -> bool:
+    rc, _, _ = await _exec_git(
+        ["--git-dir", str(git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
+        cwd=git_dir,
+        extra_env=None,
+        timeout=30,
+        input=None,
+    )
+    return rc == 0
+
+
+async def _checkout(
+    git_dir: Path, tree: Path, head_sha: str, caps: TreeCaps, *, lazy: bool
+) -> frozenset[str]:
+    """Check ``head_sha`` out into ``tree`` after S-09's caps pass; return the paths in the index.
+
+    ``lazy`` fills only the index: files are then written on demand by :meth:`Workspace.materialize`
+    (the same hardened git writes them: ``checkout-index`` shares checkout's code and options)."""
+    paths = await _check_size(git_dir, head_sha, caps)
+    common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+    try:
+        if lazy:  # the index is read from exactly this SHA: no HEAD to confirm
+            await run_git([*common, "read-tree", head_sha], cwd=tree, timeout=300)
+            return paths
         await run_git(
             [*common, "checkout", "--quiet", "--force", "--no-recurse-submodules", "--detach", head_sha],
             cwd=tree,
             timeout=300,
         )
-        checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
-        if checked.strip() != head_sha:
-            raise WorkspaceError("the checked-out HEAD is not the requested commit")
-        log.info("workspace ready", head=head_sha[:12], merge_base=(found_base or "")[:12])
-        yield Workspace(
-            path=tree,
-            head_sha=head_sha,
-            base_sha=base_sha,
-            merge_base=found_base,
-            git_dir=git_dir,
-            source=source,
-            depth=start_depth,
+    except WorkspaceError as exc:
+        if not _INVALID_PATH.search(str(exc)):
+            raise
+        skipped = await _index_without_invalid_paths(git_dir, tree, head_sha)
+        log.warning("paths git refuses to check out were left out", count=len(skipped))
+        # update-index may also drop entries quietly: the index itself says what is there
+        listing = await run_git([*common, "ls-files", "-z"], cwd=tree, timeout=300)
+        paths = frozenset(listing.decode("utf-8", "surrogateescape").split("\0")) - {""}
+        if lazy:
+            return paths
+        await run_git([*common, "checkout-index", "--all", "--force"], cwd=tree, timeout=300)
+        await run_git([*common, "update-ref", "--no-deref", "HEAD", head_sha], cwd=tree)
+    checked = (await run_git([*common, "rev-parse", "--verify", "HEAD^{commit}"], cwd=tree)).decode()
+    if checked.strip() != head_sha:
+        raise WorkspaceError("the checked-out HEAD is not the requested commit")
+    return paths
+
+
+_INVALID_PATH = re.compile(r"invalid path '((?:[^'\n]|'(?!\n|$))*)'", re.IGNORECASE)
+_MAX_INVALID = 64
+
+
+async def _index_without_invalid_paths(git_dir: Path, tree: Path, head_sha: str) -> list[str]:
+    """The head's index without the entries git's path checks refuse (a ``.gitmodules`` symlink, a
+    ``.git`` alias, …): such a tree was fetched because only gitmodules* fsck checks are relaxed (S-02),
+    and it must still be reviewed rather than fail the job. Returns the paths left out."""
+    common = ["--git-dir", str(git_dir), "--work-tree", str(tree)]
+    listing = await run_git([*common, "ls-tree", "-r", "-z", "--full-tree", head_sha], cwd=tree, timeout=300)
+    entries = [e for e in listing.split(b"\0") if e]
+    skipped: list[str] = []
+    for _ in range(_MAX_INVALID):
+        keep = b"".join(
+            e + b"\0"
+            for e in entries
+            if e.partition(b"\t")[2].decode("utf-8", "surrogateescape") not in skipped
         )
-    finally:
-        # synchronous on purpose: an awaited removal could itself be cancelled and leak the tree
-        _remove(scratch)
+        with contextlib.suppress(FileNotFoundError):
+            (git_dir / "index").unlink()
+        rc, _, err = await _exec_git(
+            [*common, "update-index", "-z", "--index-info"], cwd=tree, extra_env=None, timeout=300, input=keep
+        )
+        if rc == 0:
+            return skipped
+        found = _INVALID_PATH.search(err)
+        if found is None or found.group(1) in skipped:
+            raise WorkspaceError(f"git update-index failed (exit {rc}): {err or 'no message'}")
+        skipped.append(found.group(1))
+    raise WorkspaceError("the head tree has too many paths git refuses to check out")
 
 
 def _local(repo: Path) -> list[str]:
@@ -613,13 +850,17 @@ async def default_branch(repo: Path) -> str | None:
 
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "GITMODULES_FSCK_IDS",
     "HARDENING",
     "GitSource",
+    "TreeCaps",
     "Workspace",
     "check_git_version",
     "default_branch",
     "git_env",
     "merge_base",
+    "remove_tree",
     "resolve_ref",
     "run_git",
     "workspace",

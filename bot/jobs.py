@@ -56,6 +56,7 @@ from bot.log import bind, get_logger
 from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
+from bot.repocache import RepoCache
 from bot.review import parse_markers
 from bot.sanitize import (
     Sanitised,
@@ -88,6 +89,7 @@ class JobLimits:
     max_changed_lines: int = 5000
     max_diff_bytes: int = 2_000_000
     max_checkout_bytes: int = 1_000_000_000  # S-09: the head tree, checked before checkout
+    max_checkout_files: int = 150_000  # S-09: likewise (Linux has ~90k files; 200k empty ones is a bomb)
     daily_token_budget: int = 2_000_000
     max_attempts: int = 3
 
@@ -101,6 +103,7 @@ class JobDeps:
     budgets: AgentBudgets = dataclasses.field(default_factory=AgentBudgets)
     scratch_root: Path | None = None
     git_base_url: str | None = None  # clone host override (GHES); default derived from the API URL
+    repo_cache: RepoCache | None = None  # persistent per-repository objects (issue 10); None: fetch afresh
     # extends the job's lease; False when another worker has taken the job over (its lease expired)
     lease_check: Callable[[ClaimedJob], Awaitable[bool]] | None = None
 
@@ -357,6 +360,9 @@ class ReviewJobRunner:
                 pull.base_sha,
                 scratch_root=deps.scratch_root,
                 max_bytes=deps.limits.max_checkout_bytes,
+                max_files=deps.limits.max_checkout_files,
+                cache=deps.repo_cache,
+                lazy=True,  # review_workspace writes the files it reads (all of them for the agent)
             ) as ws:
                 metrics.phase_since("checkout", checkout_started)
                 diff_base = None

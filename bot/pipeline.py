@@ -139,15 +139,15 @@ async def review_workspace(
         )
     # File kinds, database dialects and repository rules come from the BASE branch only (P-04).
     base = await read_base_context(ws, ws.base_sha or ws.merge_base)
-    changeset = _skip_oversized(
-        parse_diff(
-            diff_text,
-            base_sha=inputs.diff_base or ws.merge_base or "",
-            head_sha=ws.head_sha,
-            filters=replace(inputs.filters, attributes=base.attributes),
-        ),
-        ws.path,
+    parsed = parse_diff(
+        diff_text,
+        base_sha=inputs.diff_base or ws.merge_base or "",
+        head_sha=ws.head_sha,
+        filters=replace(inputs.filters, attributes=base.attributes),
     )
+    # a lazy workspace (the App's) writes only what is read: the changed files now, all before the agent
+    await ws.materialize(f.path for f in parsed.files)
+    changeset = _skip_oversized(parsed, ws.path)
     changeset = mark_generated(changeset, head_prefix_reader(ws.path))
     say(f"{len(changeset.files)} changed files, running offline checks")
     texts = await file_texts(ws, changeset, inputs.diff_base or ws.merge_base)
@@ -168,6 +168,7 @@ async def review_workspace(
             changeset, texts, inputs.prompt_tokens - prompt.estimated_tokens, prompt.included + prompt.clipped
         )
         definition = agent or load_definition("backend-engineer")
+        await ws.materialize_all()  # the agent's grep and view see the whole head tree
         toolbox = Toolbox(ws.path, allowed=definition.granted, secrets=SECRETS)
         context = ReviewPromptContext(
             title=inputs.title,

@@ -42,7 +42,8 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
-    ("DATA_DIR", "./data", "Directory for the embedded queue and the token ledger (checkouts go to TMPDIR)."),
+    ("DATA_DIR", "./data", "Embedded queue, token ledger and repository cache (checkouts go to TMPDIR)."),
+    ("REPO_CACHE_BYTES", "5000000000", "Cap of the repository cache in DATA_DIR/repos (LRU); 0 = no cache."),
     (
         "DATABASE_URL",
         "sqlite:///<DATA_DIR>/queue.sqlite3",
@@ -117,6 +118,7 @@ class Settings:
     model_base_url: str | None = None
     model_api_key: Secret | None = None
     data_dir: Path = Path("data")
+    repo_cache_bytes: int = 5_000_000_000
     database_url: str = "sqlite:///data/queue.sqlite3"
     workers: int = 2
     max_attempts: int = 3
@@ -322,6 +324,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         model_base_url=_url(env, "MODEL_BASE_URL") if _raw(env, "MODEL_BASE_URL") else None,
         model_api_key=model_key,
         data_dir=data_dir,
+        repo_cache_bytes=_int(env, "REPO_CACHE_BYTES", 0),
         database_url=database_url,
         workers=_int(env, "WORKERS", 1, 256),
         max_attempts=_int(env, "MAX_ATTEMPTS", 1, 20),

@@ -17,6 +17,7 @@ import pytest
 
 from bot.agent.tools import INVALID_PATH, Toolbox, ToolLimits, ToolResult, find_rg, tool_env
 from bot.checkout import GitSource, workspace
+from bot.process import child_env
 from bot.redact import SecretSet
 from tests.support.gitrepo import GitRepo
 
@@ -407,7 +408,8 @@ def test_t05_rg_environment_is_minimal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", canary)
     monkeypatch.setenv("RIPGREP_CONFIG_PATH", canary)
     env = tool_env()
-    assert set(env) == {"PATH", "HOME", "LC_ALL"}
+    assert env == child_env()  # K-03: the one builder, nothing from os.environ
+    assert set(env) == {"PATH", "HOME", "XDG_CONFIG_HOME", "LANG", "LC_ALL"}
     assert canary not in "".join(env.values())
 
 

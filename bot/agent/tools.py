@@ -33,7 +33,7 @@ from typing import Any
 
 from bot.errors import ToolRefused
 from bot.log import SECRETS
-from bot.process import kill_group, reap
+from bot.process import child_env, kill_group, reap
 from bot.redact import SecretSet, redact_patterns
 
 READ_ONLY_TOOLS = ("grep", "view")
@@ -162,8 +162,8 @@ def find_rg() -> str | None:
 
 
 def tool_env() -> dict[str, str]:
-    """The entire environment of an ``rg`` child: no RIPGREP_CONFIG_PATH, no secrets (T-05)."""
-    return {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C"}
+    """The entire environment of an ``rg`` child: no RIPGREP_CONFIG_PATH, no secrets (T-05, K-03)."""
+    return child_env()
 
 
 def _display(parts: tuple[str, ...]) -> str:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from bot.models import Changeset, FileDiff, FileStatus, Finding
 from bot.rules import (
     authz,
+    gitmodules,
     injection,
     migrations,
     orm,
@@ -39,6 +40,7 @@ _CHECKS: tuple[Check, ...] = (
     *reliability.CHECKS,
     *migrations.CHECKS,
     *unicode.CHECKS,
+    *gitmodules.CHECKS,
 )
 _STRUCT_CHECKS: tuple[StructCheck, ...] = (
     *injection.CHECKS,

@@ -6,6 +6,7 @@ import pytest
 
 from bot.rules import RULES
 from tests.rules import structural_cases
+from tests.rules import test_gitmodules_rule as gitmodules_cases
 from tests.rules.test_unicode import CLEAN as UNICODE_CLEAN
 from tests.rules.test_unicode import FLAG as UNICODE_FLAG
 from tests.rules.util import findings, hits
@@ -721,6 +722,8 @@ CLEAN: list[tuple[str, str, str]] = [
 
 FLAG += UNICODE_FLAG
 CLEAN += UNICODE_CLEAN
+FLAG += gitmodules_cases.FLAG
+CLEAN += gitmodules_cases.CLEAN
 
 
 FLAG += structural_cases.FLAG

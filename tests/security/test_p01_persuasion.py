@@ -144,9 +144,10 @@ def test_p01_conclusion_is_computed_from_findings_only() -> None:
         persuaded = run_rules(
             changeset(*_variant(path, code, line, rng.choice(PERSUASION), where, "AGENTS.md"))
         )
-        # P-03: hidden characters in the persuasion are a finding of their own; P-01 is about the rest
-        seen = {(f.source, f.line) for f in neutral}
-        persuaded = [f for f in persuaded if f.source not in HIDDEN_RULES or (f.source, f.line) in seen]
+        # P-03: hidden characters in a persuasion text are a finding of their own; P-01 is about the rest
+        persuaded = [
+            f for f in persuaded if f.source not in HIDDEN_RULES or f.source in {g.source for g in neutral}
+        ]
         for fail_on in (None, Severity.HIGH, Severity.LOW):
             want = conclusion([f for f in neutral if f.path == path], fail_on)
             assert conclusion([f for f in persuaded if f.path == path], fail_on) == want

@@ -60,6 +60,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 import subprocess
 import threading
 import time
@@ -351,8 +352,12 @@ class FakeGitHub:
         client_id: str = "Iv23liFakeClient01",
         app_slug: str = "backend-review",
         webhook_secret: str = "fake-webhook-secret-1234567890",  # noqa: S107
+        host: str = "127.0.0.1",  # the compose test binds a container network's gateway address
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,  # https, for clients that allow plain http on loopback only
     ) -> None:
         self.root = Path(root)
+        self.host, self._port, self._tls = host, port, tls
         self.git_root = self.root / "fake-github-git"
         self.git_root.mkdir(parents=True, exist_ok=True)
         self.app_id = app_id
@@ -406,7 +411,12 @@ class FakeGitHub:
         class _Bound(_RequestHandler):
             owner = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Bound)
+        server = ThreadingHTTPServer((self.host, self._port), _Bound)
+        if self._tls is not None:
+            # the handshake runs in the handler thread, so a silent client cannot stall accept()
+            server.socket = self._tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -438,7 +448,7 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         """Origin with a trailing slash; the REST API is served at its root (like api.github.com)."""
-        return f"http://127.0.0.1:{self.port}/"
+        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}/"
 
     api_url = url
 
