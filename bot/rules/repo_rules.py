@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 
 from bot.models import Category, Changeset, FileStatus, Finding, Severity
+from bot.rules.syntax import quiet_native_errors
 
 if TYPE_CHECKING:
     from ast_grep_py import Config
@@ -283,6 +284,7 @@ def _check_rule(rule: object, where: str, depth: int, nodes: list[int]) -> None:
 
 def _compile_check(rule: RepoRule) -> None:
     """Let ast-grep compile the rule (patterns, kinds, regexes, metavariables) on an empty file."""
+    quiet_native_errors()
     from ast_grep_py import SgRoot
 
     try:
@@ -324,6 +326,7 @@ def run_repo_rules(
     rules = tuple(rules)
     if not rules:
         return RepoRulesResult((), ())
+    quiet_native_errors()
     from ast_grep_py import SgRoot
 
     deadline = clock() + budget_seconds
