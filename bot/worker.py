@@ -3,7 +3,8 @@
 Per claimed job: a heartbeat task renews the lease every ``lease_seconds / 3``; the handler's return
 value is the recorded outcome. Errors map onto the queue (D-05):
 
-- :class:`~bot.errors.Superseded` → complete with outcome ``"superseded"`` (the head moved on);
+- :class:`~bot.errors.Superseded` → complete with outcome ``"superseded"`` (the head moved on); when
+  the head it moved to still wants a review (``live_head``), a job for that head is queued first;
 - :class:`~bot.errors.Retryable` → retry after :func:`~bot.backoff.backoff_delay` (honouring its
   ``retry_after``), or once ``max_attempts`` attempts were made, fail and call ``on_dead``;
 - :class:`~bot.errors.Permanent` → fail and call ``on_dead`` (the pipeline posts a visible failure);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -163,7 +165,11 @@ class Worker:
                 log.warning("lease lost; job abandoned")
             except Superseded as exc:
                 log.info("job superseded", reason=str(exc))
-                await self._queue.complete(claimed, "superseded")
+                if exc.live_head:
+                    await self._follow_up(claimed, exc.live_head)
+                    await self._queue.complete(claimed, f"superseded by {exc.live_head[:7]}")
+                else:
+                    await self._queue.complete(claimed, "superseded")
             except Retryable as exc:
                 await self._retry_or_dead(claimed, exc, exc.retry_after)
             except Permanent as exc:
@@ -178,6 +184,30 @@ class Worker:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+
+    async def _follow_up(self, claimed: ClaimedJob, live_head: str) -> None:
+        """Make sure the head a superseded job found gets a job of its own: its delivery may be lost,
+        or it came before an older one (GitHub guarantees no order). Queued before this job completes,
+        under a delivery id derived from this job, so a crash in between cannot lose it or double it;
+        the queue's rules merge it into a job already pending, running or done for that head, and
+        refuse it if a newer head is known (STALE)."""
+        job = claimed.job
+        follow = dataclasses.replace(
+            job,
+            head_sha=live_head,
+            trigger="synchronize",
+            delivery_id=f"{claimed.id}:live-head",
+            base_sha=None,
+            before_sha=job.head_sha or None,
+            full=False,
+            comment_id=None,
+            check_run_id=None,
+            extra={},
+        )
+        result = await self._queue.enqueue(follow)
+        log.info("live head queued", head=live_head[:7], outcome=result.outcome.value, job_id=result.job_id)
+        if result.created:
+            self._wake.set()
 
     async def _heartbeat(
         self, claimed: ClaimedJob, task: asyncio.Task[str], lease_lost: asyncio.Event
