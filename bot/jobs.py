@@ -45,6 +45,7 @@ from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.review import MAX_BODY, parse_markers
+from bot.worker import SHUTDOWN
 
 log = get_logger(__name__)
 
@@ -382,18 +383,23 @@ class ReviewJobRunner:
         self, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
     ) -> None:
         """Never leave a check spinning: close it, saying whether the job will be retried."""
-        if isinstance(exc, asyncio.CancelledError):
-            # shutdown or a lost lease: the job is claimed again and that attempt takes this run over
+        shutdown = isinstance(exc, asyncio.CancelledError) and exc.args == (SHUTDOWN,)
+        if isinstance(exc, asyncio.CancelledError) and not shutdown:
+            # a lost lease: the worker that took the job over takes this run over too
             return
         retrying = isinstance(exc, Retryable) and claimed.attempt < self.deps.limits.max_attempts
-        if isinstance(exc, Superseded):
+        if shutdown:
+            # past the drain grace: the job's lease expires and a retry reviews it, perhaps never if
+            # the fleet stays down, so the run is closed now and the retry opens its own
+            conclusion, title = "neutral", "Review interrupted by a shutdown; it will be retried"
+        elif isinstance(exc, Superseded):
             conclusion, title = "skipped", "Superseded by a newer push"
         elif retrying:
             conclusion, title = "neutral", "Review interrupted; retrying"
         else:
             conclusion, title = "neutral", "Review failed"
         try:
-            async with self.deps.github.installation_session(job, write=True) as gw:
+            async with asyncio.timeout(10), self.deps.github.installation_session(job, write=True) as gw:
                 await gw.complete_check_run(
                     job.pr, check_id, conclusion=conclusion, title=title, summary=f"{title}."
                 )

@@ -18,7 +18,8 @@ The per-installation concurrency limit (D-04) is enforced by the queue's ``claim
 ``max_running_per_installation``), so it holds across every worker process sharing the queue.
 
 Shutdown (``stop`` set): slots stop claiming; running jobs get ``grace_seconds`` to finish, then are
-cancelled without touching the queue — their leases expire and another worker retries them.
+cancelled (with the message :data:`SHUTDOWN`, so a handler can close what it opened) without touching
+the queue — their leases expire and another worker retries them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ DeadHook = Callable[[ClaimedJob, BaseException], Awaitable[None]]
 """Called once when a job is failed for good, with the error that killed it."""
 
 log = get_logger("bot.worker")
+
+SHUTDOWN = "shutdown"
+"""The cancel message of a job cut off by the drain grace (a lost lease cancels without one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,7 @@ class Worker:
             self._wake.set()
             _, unfinished = await asyncio.wait(slots, timeout=self._config.grace_seconds)
             for task in unfinished:
-                task.cancel()
+                task.cancel(SHUTDOWN)  # reaches the handler, which closes its check run (not on a lost lease)
             await asyncio.gather(*slots, return_exceptions=True)
             log.info("worker stopped", worker=self.worker_id, cancelled=len(unfinished))
 
@@ -255,4 +259,4 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-__all__ = ["DeadHook", "JobHandler", "Worker", "WorkerConfig"]
+__all__ = ["SHUTDOWN", "DeadHook", "JobHandler", "Worker", "WorkerConfig"]

@@ -348,3 +348,29 @@ def test_e2e_sigterm_stops_accepting_drains_the_running_review_and_exits_0(e2e: 
     assert e2e.idle()
     log = e2e.serve.log.read_text()
     assert '"stopping"' in log and '"worker stopped"' in log
+
+
+def test_e2e_review_cut_off_by_the_drain_grace_closes_its_check_and_is_retried(e2e: E2E) -> None:
+    """Issue 9.3 on shutdown: a review still running when the drain grace ends is cancelled; its check
+    run is completed at once (not left spinning until a retry that may never come), and the retry
+    after the restart reviews the head with a check run of its own."""
+    e2e.model.play([Stall(120), *_model_script()])
+    script_len = len(e2e.model._script)
+    e2e.serve.env["BACKEND_REVIEW_DRAIN_SECONDS"] = "1"
+    e2e.serve.start()
+    proc = e2e.serve.procs[-1]
+    assert e2e.serve.post(e2e.fake.webhook(OPENED_FIXTURE, pr=e2e.pull)).status_code == 202
+    wait_for("the model request to start", lambda: len(e2e.model._script) < script_len)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, e2e.serve.log.read_text()[-3000:]
+    with e2e.fake.lock:
+        (check,) = e2e.fake.check_runs.values()
+    assert (check.status, check.conclusion) == ("completed", "neutral")
+    assert "shutdown" in str(check.output["title"])
+    assert e2e.fake.reviews_for(e2e.pull) == [] and e2e.idle()
+
+    e2e.serve.start()  # the job's lease expires and the restarted workers retry it
+    wait_for("the review after the restart", lambda: e2e.fake.reviews_for(e2e.pull), timeout=40)
+    wait_for("both check runs completed", lambda: e2e.check_runs() == ["completed", "completed"])
+    (review,) = e2e.fake.reviews_for(e2e.pull)
+    assert review.commit_id == e2e.pull.head_sha
