@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.checkout import check_git_version
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UsageError
 from bot.ledger import TokenLedger, open_ledger
 from bot.log import configure, get_logger
 from bot.queue import ReviewQueue, open_queue
@@ -25,6 +25,7 @@ from bot.settings import Settings, app_manifest
 
 if TYPE_CHECKING:  # the worker side (githubkit, job code) stays out of a receiver-only process
     from bot.agent.providers import Provider
+    from bot.manifest import CreatedApp
     from bot.worker import Worker
 
 log = get_logger("bot.app")
@@ -222,6 +223,8 @@ async def _serve(settings: Settings) -> None:
             yield
 
     settings.require_serve()
+    if settings.workers > 0:
+        _require_reviewing(settings)  # a missing setting is the only line printed, before any warning
     _git_warning()
     workers = WorkerThread(settings, settings.workers) if settings.workers > 0 else None
     if workers is not None:
@@ -261,7 +264,13 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_reviewing(settings: Settings) -> None:
+    settings.require_app()
+    _check_model(settings)
+
+
 async def _work(settings: Settings) -> None:
+    _require_reviewing(settings)  # a missing setting is the only line printed, before any warning
     _git_warning()
     async with runtime(settings, workers=max(1, settings.workers)) as rt:
         assert rt.worker is not None
@@ -280,19 +289,55 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_setup(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from bot.setup_flow import api_url_for
+
+    env = os.environ if environ is None else environ
+    github_url = args.github_url or env.get("BACKEND_REVIEW_GITHUB_URL") or "https://github.com"
+    api = env.get("BACKEND_REVIEW_GITHUB_API_URL") or api_url_for(github_url)
+    if args.manifest:
+        if not args.url:
+            raise UsageError("--manifest needs --url: the public https base URL GitHub sends webhooks to")
+        json.dump(app_manifest(args.url), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
     if args.code:
         from bot.manifest import fetch_credentials, write_credentials
 
-        env = os.environ if environ is None else environ
-        api = env.get("BACKEND_REVIEW_GITHUB_API_URL", "https://api.github.com")
         created = write_credentials(asyncio.run(fetch_credentials(api, args.code)), Path(args.dir), api)
-        print(
-            f"Created the GitHub App {created.slug} (id {created.app_id}).\n"
-            f"Wrote {created.key_path} and {created.env_path} (readable by you only).\n"
-            f"Next: install it ({created.html_url}/installations/new), then run\n"
-            f"  set -a; . {created.env_path}; set +a; backend-review serve"
-        )
-        return 0
-    json.dump(app_manifest(args.url), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    else:
+        created = asyncio.run(_setup_in_browser(args, github_url, api))
+    print(
+        f"Created the GitHub App {created.slug} (id {created.app_id}).\n"
+        f"Wrote {created.key_path} and {created.env_path} (readable by you only).\n"
+        f"Next: install it ({created.html_url}/installations/new), then run\n"
+        f"  set -a; . {created.env_path}; set +a; backend-review serve"
+    )
     return 0
+
+
+async def _setup_in_browser(args: argparse.Namespace, github_url: str, api: str) -> CreatedApp:
+    from bot.setup_flow import SetupFlow, run_setup_server
+
+    if args.url:
+        app_manifest(args.url)  # a bad --url fails here, not in the browser
+    flow = SetupFlow(
+        manifest_for=app_manifest,
+        github_url=github_url,
+        api_url=api,
+        dest=Path(args.dir),
+        public_url=args.url,
+        org=args.org,
+    )
+
+    def ready(url: str) -> None:
+        print(
+            f'Open {url} in a browser signed in to {github_url} and click "Register GitHub App".\n'
+            f"Waiting for GitHub to send you back (Ctrl-C to stop)…",
+            flush=True,
+        )
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    return await run_setup_server(flow, port=args.port, wait_seconds=args.timeout, on_ready=ready)

@@ -397,7 +397,7 @@ def _report(
     args: argparse.Namespace, env: Mapping[str, str], out: TextIO, outcome: ReviewOutcome, done: Published
 ) -> int:
     draft = outcome.draft
-    report = render(outcome, args.format)
+    report = render(outcome, args.format or "text")  # the Actions log: plain text, no colour
     if args.output:
         Path(args.output).write_text(report if report.endswith("\n") else report + "\n", encoding="utf-8")
     else:

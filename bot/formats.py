@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.models import Category, Changeset, Finding, RankedFinding, ReviewDraft, Severity
 from bot.sanitize import code_span, strip_invisible
+from bot.terminal import ReportFooter, render_report
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _INFO_URI = "https://github.com/backend-review/backend-review"
@@ -50,16 +51,6 @@ _CODECLIMATE_CATEGORY = {
     Category.OTHER: "Style",
 }
 
-_ANSI = {
-    Severity.CRITICAL: "\x1b[1;31m",
-    Severity.HIGH: "\x1b[31m",
-    Severity.MEDIUM: "\x1b[33m",
-    Severity.LOW: "\x1b[34m",
-    Severity.NIT: "\x1b[2m",
-}
-_RESET = "\x1b[0m"
-_DIM = "\x1b[2m"
-
 
 def _plain(text: str) -> str:
     """Untrusted text for a terminal: no control characters at all (tabs become spaces)."""
@@ -74,32 +65,16 @@ def _counts(findings: Sequence[RankedFinding]) -> dict[str, int]:
     return {s.value: sum(1 for r in findings if r.finding.severity == s) for s in Severity}
 
 
-def to_text(draft: ReviewDraft, *, color: bool) -> str:
-    """A terminal report: one block per finding, worst first, then a one-line summary."""
-
-    def paint(code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if color else text
-
-    out: list[str] = []
-    for r in draft.findings:
-        f = r.finding
-        head = paint(_ANSI[f.severity], f"{f.severity.value:<8}")
-        title = _plain(" ".join(f.title.split()))
-        out.append(f"{head} {_plain(_loc(f))}  {title}")
-        meta = f"{f.category.value} · {_plain(f.source)} · confidence {f.confidence:.2f} · {r.placement}"
-        out.append("         " + paint(_DIM, meta))
-        for line in _plain(f.body).strip().splitlines():
-            out.append(f"         {line}")
-        out.append("")
-    counts = ", ".join(f"{n} {s}" for s, n in _counts(draft.findings).items() if n)
-    sha = _plain(draft.head_sha[:7])
-    if draft.findings:
-        out.append(f"backend-review: {len(draft.findings)} finding(s) in {sha} — {counts}")
-    else:
-        out.append(f"backend-review: no issues in {sha}")
-    if draft.dropped:
-        out.append(f"({draft.dropped} unverifiable finding(s) dropped)")
-    return "\n".join(out) + "\n"
+def to_text(
+    draft: ReviewDraft,
+    *,
+    color: bool,
+    changeset: Changeset | None = None,
+    width: int = 100,
+    footer: ReportFooter | None = None,
+) -> str:
+    """The terminal report (:mod:`bot.terminal`): code frames, wrapped text, a summary line."""
+    return render_report(draft, changeset, color=color, width=width, footer=footer)
 
 
 def to_markdown(draft: ReviewDraft) -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TextIO
 
 from bot import __version__
 from bot.checkout import GitSource, default_branch, merge_base, resolve_ref, run_git, workspace
@@ -19,22 +23,81 @@ from bot.formats import to_codeclimate, to_json, to_markdown, to_sarif, to_text
 from bot.model_choice import provider_from_env
 from bot.models import Severity
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace, worst_severity
+from bot.terminal import ReportFooter, plain
 
 CONFIG_PATH = ".github/backend-review.yml"
 
 
 class _Progress:
-    """Progress lines on stderr, only when a person is watching."""
+    """Progress on stderr, only when a person is watching and only for reviews that take a while:
+    nothing shows for the first second; then the current step is kept on one line, cleared at the end."""
 
-    def __init__(self, enabled: bool) -> None:
+    DELAY = 1.0
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
         self.enabled = enabled
+        self._stream = stream or sys.stderr
+        self._started = time.monotonic()
+        self._current = ""
+        self._shown = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        if enabled:
+            self._timer = threading.Timer(self.DELAY, self._show)
+            self._timer.daemon = True
+            self._timer.start()
 
     def __call__(self, line: str) -> None:
-        if self.enabled:
-            print(f"\033[2m… {line}\033[0m", file=sys.stderr, flush=True)
+        if not self.enabled:
+            return
+        with self._lock:
+            self._current = plain(line)
+        if time.monotonic() - self._started >= self.DELAY:
+            self._show()
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._current:
+                self._stream.write(f"\r\x1b[2K\x1b[2m… {self._current}\x1b[0m")
+                self._stream.flush()
+                self._shown = True
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if self._shown:
+                self._stream.write("\r\x1b[2K")
+                self._stream.flush()
+            self._current = ""
 
 
-def render(outcome: ReviewOutcome, fmt: str, *, color: bool = False) -> str:
+def resolve_color(choice: str, stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """--color auto|always|never; auto honours NO_COLOR and FORCE_COLOR, then asks the terminal."""
+    if choice != "auto":
+        return choice == "always"
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR", "") not in ("", "0"):
+        return True
+    return stream.isatty()
+
+
+def resolve_format(fmt: str | None, *, to_terminal: bool, environ: Mapping[str, str]) -> str:
+    """The readable report for a person at a terminal; Markdown for files, pipes and CI."""
+    if fmt:
+        return fmt
+    return "text" if to_terminal and not environ.get("CI") else "markdown"
+
+
+def render(
+    outcome: ReviewOutcome,
+    fmt: str,
+    *,
+    color: bool = False,
+    width: int = 100,
+    footer: ReportFooter | None = None,
+) -> str:
     draft = outcome.draft
     if fmt == "json":
         return to_json(draft, outcome.changeset)
@@ -44,7 +107,18 @@ def render(outcome: ReviewOutcome, fmt: str, *, color: bool = False) -> str:
         return to_codeclimate(draft)
     if fmt == "markdown":
         return to_markdown(draft)
-    return to_text(draft, color=color)
+    return to_text(draft, color=color, changeset=outcome.changeset, width=width, footer=footer)
+
+
+def footer_for(outcome: ReviewOutcome, seconds: float) -> ReportFooter:
+    agent = outcome.agent
+    if agent is None:
+        reviewer = "offline checks only (no model)"
+    elif agent.status == "ok":
+        reviewer = f"model {agent.usage.model}" if agent.usage and agent.usage.model else "model"
+    else:
+        reviewer = "offline checks only (model unavailable)"
+    return ReportFooter(seconds=seconds, reviewer=reviewer)
 
 
 def exit_code(outcome: ReviewOutcome, fail_on: str | None) -> int:
@@ -136,32 +210,80 @@ async def review_repository(
             await provider.aclose()  # the SDK's connection pool, before the event loop closes
 
 
+def check_output(output: str | None) -> None:
+    """Refuse an --output that cannot be written before the review runs, not after."""
+    if not output:
+        return
+    target = Path(output)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"--output {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--output {output}: permission denied")
+
+
 def _emit(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise UsageError(f"--output {output}: {exc.strerror or type(exc).__name__}") from None
 
 
 def run_local_review(args: argparse.Namespace) -> int:
     if args.max_comments is not None and not 1 <= args.max_comments <= 50:
         raise UsageError("--max-comments must be between 1 and 50")
-    outcome = asyncio.run(
-        review_repository(
-            Path(args.path).resolve(),
-            base=args.base,
-            head=args.head,
-            model=args.model,
-            include=tuple(args.include),
-            exclude=tuple(args.exclude),
-            max_comments=args.max_comments,
-            fail_on=args.fail_on,
-            progress=_Progress(sys.stderr.isatty()),
+    check_output(args.output)
+    to_terminal = args.output is None and sys.stdout.isatty()
+    fmt = resolve_format(args.format, to_terminal=to_terminal, environ=os.environ)
+    started = time.monotonic()
+    progress = _Progress(sys.stderr.isatty())
+    try:
+        outcome = asyncio.run(
+            review_repository(
+                Path(args.path).resolve(),
+                base=args.base,
+                head=args.head,
+                model=args.model,
+                include=tuple(args.include),
+                exclude=tuple(args.exclude),
+                max_comments=args.max_comments,
+                fail_on=args.fail_on,
+                progress=progress,
+            )
         )
-    )
-    color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    _emit(render(outcome, args.format, color=color), args.output)
+    finally:
+        progress.close()
+    color = args.output is None and resolve_color(args.color, sys.stdout, os.environ)
+    empty = nothing_to_review(outcome)
+    if empty and fmt in ("text", "markdown"):
+        _emit(f"backend-review: {empty}", args.output)
+        return 0
+    if empty:
+        print(f"backend-review: {empty}", file=sys.stderr)
+    footer = footer_for(outcome, time.monotonic() - started)
+    _emit(render(outcome, fmt, color=color, width=_width(to_terminal), footer=footer), args.output)
     return exit_code(outcome, args.fail_on)
+
+
+def _width(to_terminal: bool) -> int:
+    return shutil.get_terminal_size((100, 24)).columns if to_terminal else 100
+
+
+def nothing_to_review(outcome: ReviewOutcome) -> str | None:
+    """Say so when there was nothing to read, rather than "no issues"."""
+    cs = outcome.changeset
+    if not cs.files:
+        return f"nothing to review: {cs.base_sha[:7]}..{cs.head_sha[:7]} changes no file"
+    if not cs.reviewable_files:
+        reasons = sorted({f.skip_reason or "skipped" for f in cs.skipped_files})
+        return f"nothing to review: all {len(cs.files)} changed file(s) were skipped ({'; '.join(reasons)})"
+    return None
 
 
 DEMO_ENV = {
@@ -196,6 +318,9 @@ async def build_demo_repository(root: Path) -> Path:
 def run_demo(args: argparse.Namespace) -> int:
     from bot import demo
 
+    progress = _Progress(sys.stderr.isatty())
+    started = time.monotonic()
+
     async def go() -> ReviewOutcome:
         with tempfile.TemporaryDirectory(prefix="backend-review-demo-") as tmp:
             repo = await build_demo_repository(Path(tmp))
@@ -206,15 +331,22 @@ def run_demo(args: argparse.Namespace) -> int:
                 model=args.model,
                 title=demo.PR_TITLE,
                 body=demo.PR_BODY,
-                progress=_Progress(sys.stderr.isatty()),
+                progress=progress,
             )
 
-    outcome = asyncio.run(go())
-    if args.format == "markdown":
+    try:
+        outcome = asyncio.run(go())
+    finally:
+        progress.close()
+    to_terminal = sys.stdout.isatty()
+    fmt = resolve_format(args.format, to_terminal=to_terminal, environ=os.environ)
+    if fmt == "markdown":
         header = f"# Pull request: {demo.PR_TITLE}\n\n_The review backend-review would post on GitHub:_\n\n"
         _emit(header + render(outcome, "markdown"), None)
     else:
-        _emit(render(outcome, args.format, color=sys.stdout.isatty()), None)
+        color = resolve_color(args.color, sys.stdout, os.environ)
+        footer = footer_for(outcome, time.monotonic() - started)
+        _emit(render(outcome, fmt, color=color, width=_width(to_terminal), footer=footer), None)
     return 0
 
 

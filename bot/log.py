@@ -103,4 +103,14 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     logger.propagate = False
 
 
-__all__ = ["SECRETS", "JsonFormatter", "Logger", "bind", "configure", "get_logger"]
+def silence() -> None:
+    """No log lines at all (interactive commands print a report instead). Without a handler the
+    stdlib's last-resort handler would print warnings as bare text on stderr."""
+    logger = logging.getLogger("bot")
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+__all__ = ["SECRETS", "JsonFormatter", "Logger", "bind", "configure", "get_logger", "silence"]

@@ -10,7 +10,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.agent.definitions import AgentDefinition, load_definition
@@ -22,7 +22,7 @@ from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
-from bot.models import AgentResult, Category, Changeset, Finding, ReviewDraft, Severity
+from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
 
@@ -122,11 +122,14 @@ async def review_workspace(
         raise BudgetExceeded(
             f"the diff is {len(diff_text):,} bytes; backend-review reads at most {inputs.max_diff_bytes:,}"
         )
-    changeset = parse_diff(
-        diff_text,
-        base_sha=inputs.diff_base or ws.merge_base or "",
-        head_sha=ws.head_sha,
-        filters=inputs.filters,
+    changeset = _skip_oversized(
+        parse_diff(
+            diff_text,
+            base_sha=inputs.diff_base or ws.merge_base or "",
+            head_sha=ws.head_sha,
+            filters=inputs.filters,
+        ),
+        ws.path,
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
     rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
@@ -185,6 +188,23 @@ async def review_workspace(
         agent=agent_result.status if agent_result else "off",
     )
     return ReviewOutcome(draft, changeset, agent_result, rule_findings)
+
+
+def _skip_oversized(changeset: Changeset, root: Path) -> Changeset:
+    """A head file over the read cap cannot have its findings verified: list it as skipped, with the
+    reason, rather than as reviewed with its findings silently dropped."""
+    cap = f"over the {MAX_HEAD_FILE_BYTES // 1_000_000} MB size cap"
+    files = []
+    for f in changeset.files:
+        if f.reviewable and f.status != FileStatus.DELETED:
+            try:
+                too_big = os.lstat(root / f.path).st_size > MAX_HEAD_FILE_BYTES
+            except (OSError, ValueError):
+                too_big = False
+            if too_big:
+                f = replace(f, skip_reason=cap)
+        files.append(f)
+    return replace(changeset, files=tuple(files))
 
 
 def _in_focus(finding: Finding, focus: tuple[Category, ...]) -> bool:

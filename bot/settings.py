@@ -91,6 +91,9 @@ class Secret:
     __str__ = __repr__
 
 
+WHERE = " (`backend-review setup --code` writes an env file with it; README: Running the GitHub App)"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     app_id: int | None = None
@@ -139,14 +142,23 @@ class Settings:
     def require_serve(self) -> None:
         """`serve` cannot start without a webhook secret (W-01)."""
         if not self.webhook_secrets:
-            raise ConfigError(f"{PREFIX}WEBHOOK_SECRET is required to receive webhooks")
+            raise ConfigError(
+                f"{PREFIX}WEBHOOK_SECRET is required to receive webhooks: set it in the environment to the "
+                f"App's webhook secret{WHERE}"
+            )
 
     def require_app(self) -> None:
         """Workers mint installation tokens: an issuer and a private key are required."""
         if self.app_id is None and self.client_id is None:
-            raise ConfigError(f"{PREFIX}APP_ID or {PREFIX}CLIENT_ID is required")
+            raise ConfigError(
+                f"{PREFIX}APP_ID or {PREFIX}CLIENT_ID is required to review: set it in the environment to "
+                f"the App id from the App's settings page{WHERE}"
+            )
         if self.private_key is None:
-            raise ConfigError(f"{PREFIX}PRIVATE_KEY or {PREFIX}PRIVATE_KEY_PATH is required")
+            raise ConfigError(
+                f"{PREFIX}PRIVATE_KEY_PATH or {PREFIX}PRIVATE_KEY is required to review: set it in the "
+                f"environment to the App's private key (.pem){WHERE}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

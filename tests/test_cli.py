@@ -137,7 +137,7 @@ def test_text_markdown_and_codeclimate(repo: GitRepo, capsys: pytest.CaptureFixt
     code, text, _ = review(capsys, str(repo.path), "--format", "text")
     assert code == 0
     assert "migrations/002.sql:1" in text and "app/users.py:11" in text
-    assert "2 finding(s)" in text
+    assert "2 findings in" in text
     assert "\x1b" not in text  # not a terminal: no colour codes
 
     code, md, _ = review(capsys, str(repo.path), "--format", "markdown")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema
 import pytest
@@ -44,22 +45,24 @@ def test_o07_text_has_no_control_characters(draft: ReviewDraft) -> None:
     out = to_text(draft, color=False)
     assert "\x1b" not in out and "\x07" not in out
     lines = out.splitlines()
-    assert lines[0].startswith("critical app/users.py:19  SQL built from request input")
+    assert lines[0] == "CRITICAL SQL built from request input"
     assert "app/other.py:1-2" in out
-    assert "cleared    and tab" in out
-    assert lines[-1] == "backend-review: 5 finding(s) in a1b2c3d — 1 critical, 1 high, 1 medium, 1 low, 1 nit"
+    assert "cleared and tab" in out
+    assert lines[-1] == "backend-review: 5 findings in a1b2c3d (1 critical, 1 high, 1 medium, 1 low, 1 nit)"
 
 
 def test_text_colour_only_our_own_escapes(draft: ReviewDraft) -> None:
     out = to_text(draft, color=True)
-    assert "\x1b[1;31mcritical" in out
-    assert out.count("\x1b[") == 2 * 2 * len(draft.findings)  # severity and meta, each opened and reset
+    assert "\x1b[1;31mCRITICAL\x1b[0m" in out
+    # every escape in the output is one of our own SGR codes: the planted ones were stripped
+    assert set(re.findall(r"\x1b\[([0-9;]*)m", out)) <= {"0", "1", "2", "31", "32", "33", "34", "1;31"}
+    assert "\x1b]" not in out and "\x1b[2J" not in out and "\x07" not in out
 
 
 def test_text_when_nothing_found() -> None:
     empty = build_review([finding(evidence="nowhere to be found")], make_changeset(), read_head, ctx())
     assert to_text(empty, color=False) == (
-        "backend-review: no issues in a1b2c3d\n(1 unverifiable finding(s) dropped)\n"
+        "backend-review: no issues in a1b2c3d\n1 unverifiable finding dropped\n"
     )
 
 

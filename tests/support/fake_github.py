@@ -54,6 +54,7 @@ import fnmatch
 import gzip
 import hashlib
 import hmac
+import html
 import itertools
 import json
 import os
@@ -385,6 +386,7 @@ class FakeGitHub:
         self.git_requests: list[GitRequest] = []
         self.faults: list[FaultRule] = []
         self.manifest_codes: set[str] = set()  # codes the manifest flow would hand to the browser
+        self.manifest_posts: list[dict[str, Any]] = []  # what the stand-in App-creation page received
         self.token_mint_errors: list[str] = []  # why a mint was refused (JWT problems etc.)
         self.errors: list[str] = []  # unexpected exceptions inside the fake; tests may assert it is empty
 
@@ -805,6 +807,8 @@ class FakeGitHub:
         table: list[tuple[str, str, Handler]] = [
             ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", self._r_mint),
             ("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", self._r_manifest),
+            ("POST", r"/settings/apps/new", self._r_create_app_page),
+            ("POST", r"/organizations/(?P<org>[^/]+)/settings/apps/new", self._r_create_app_page),
             ("GET", r"/app", self._r_app),
             ("GET", r"/app/installations/(?P<id>\d+)", self._r_installation),
             ("GET", R + r"/installation", self._r_repo_installation),
@@ -973,6 +977,31 @@ class FakeGitHub:
                 "html_url": f"{self.url}apps/{self.app_slug}",
             },
         )
+
+    def _r_create_app_page(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        """A stand-in for GitHub's App-creation page (github.com, not the API): it receives the manifest
+        form, and its "Create GitHub App" button sends the browser to ``redirect_url?code=…&state=…``."""
+        form = urllib.parse.parse_qs(ctx.body.decode("utf-8", "replace"))
+        try:
+            manifest = json.loads(form["manifest"][-1])
+            redirect = str(manifest["redirect_url"])
+            hook = str(manifest["hook_attributes"]["url"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _Response(422, b"invalid manifest", {"Content-Type": "text/plain"})
+        code = f"code{self.next_id()}"
+        with self.lock:
+            self.manifest_codes.add(code)
+            self.manifest_posts.append(
+                {"manifest": manifest, "state": ctx.query.get("state"), "org": m.groupdict().get("org")}
+            )
+        state = html.escape(ctx.query.get("state", ""))
+        page = f"""<!doctype html><html><head><title>Create GitHub App</title></head><body>
+<h1>Create GitHub App</h1><p>Name: {html.escape(str(manifest.get("name", "")))}</p>
+<p>Webhook URL: {html.escape(hook)}</p>
+<form method="get" action="{html.escape(redirect)}"><input type="hidden" name="code" value="{code}">
+<input type="hidden" name="state" value="{state}">
+<button id="create" type="submit">Create GitHub App for you</button></form></body></html>"""
+        return _Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
     def _r_revoke(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
         tok = self._require_token(ctx)
