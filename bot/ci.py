@@ -44,6 +44,7 @@ from bot.model_choice import api_key_for, model_spec
 from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
 from bot.review import parse_markers
+from bot.sanitize import plain_text, truncate
 from bot.workflow_commands import annotation, escape_data, fenced
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
@@ -266,7 +267,7 @@ async def publish(
             ctx.pr,
             done.check_id,
             conclusion=outcome.conclusion,
-            title=draft.check_title or "backend-review",
+            title=draft.check_title or CHECK_NAME,
             summary=draft.check_summary or draft.body,
             annotations=check_annotations(draft),
         )
@@ -281,11 +282,11 @@ def log_annotations(draft: ReviewDraft) -> list[str]:
         out.append(
             annotation(
                 _LOG_LEVEL[f.severity],
-                f"{f.severity.value} · {f.category.value}: {f.title}",
+                plain_text(f"{f.severity.value} · {f.category.value}: {f.title}", limit=1000),
                 file=f.path,
                 line=f.line,
                 end_line=f.end_line or f.line,
-                title=f"backend-review: {f.title}",
+                title=plain_text(f"backend-review: {f.title}"),
             )
         )
     return out
@@ -298,7 +299,9 @@ def write_summary(env: Mapping[str, str], draft: ReviewDraft) -> bool:
         return False
     from bot.formats import to_markdown
 
-    text = to_markdown(draft).encode("utf-8")[: MAX_SUMMARY_BYTES - 1].decode("utf-8", "ignore")
+    text = to_markdown(draft)
+    if len(text.encode("utf-8")) >= MAX_SUMMARY_BYTES:
+        text = truncate(text, MAX_SUMMARY_BYTES // 4 - 1)  # at most 4 bytes a character
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(text + "\n")
     return True

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeAlias
 from bot.config import RepoConfig
 from bot.errors import BackendReviewError
 from bot.models import Category, PullRequestRef, ReviewJob, Trigger
+from bot.sanitize import compose, fixed, inert_plain
 
 
 class PayloadError(BackendReviewError):
@@ -115,12 +116,13 @@ PR_ACTIONS: Mapping[str, Trigger] = {
     "ready_for_review": "ready_for_review",
     "synchronize": "synchronize",
 }
-HELP_REPLY = (
+HELP_REPLY = compose(
     "backend-review reviews this pull request when someone with write access comments "
     "`/backend-review`. Options: `full` (review every change again), `focus=<category>` "
-    f"(one of {', '.join(c.value for c in Category)}), `help`."
+    "(one of {}), `help`.",
+    inert_plain(", ".join(c.value for c in Category)),
 )
-UNKNOWN_OPTION_REPLY = (
+UNKNOWN_OPTION_REPLY = fixed(
     "backend-review did not run: unknown option. Usage: `/backend-review`, `/backend-review full`, "
     "`/backend-review focus=<category>` or `/backend-review help`."
 )

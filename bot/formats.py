@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from bot.models import Category, Changeset, Finding, RankedFinding, ReviewDraft, Severity
-from bot.sanitize import code_span, strip_invisible
+from bot.sanitize import Sanitised, SanitisedText, code_span, compose, join, plain_text, strip_invisible
 from bot.terminal import ReportFooter, render_report
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -77,15 +77,15 @@ def to_text(
     return render_report(draft, changeset, color=color, width=width, footer=footer)
 
 
-def to_markdown(draft: ReviewDraft) -> str:
+def to_markdown(draft: ReviewDraft) -> Sanitised:
     """The review as GitHub would show it: the body, then each comment under its location."""
     parts = [draft.body]
     for c in draft.comments:
         where = f"{c.path}:{c.start_line}-{c.line}" if c.start_line else f"{c.path}:{c.line}"
-        parts.append(f"#### {code_span(where)}\n\n{c.body}")
+        parts.append(compose("#### {}\n\n{}", code_span(where), c.body))
     for fc in draft.file_comments:
-        parts.append(f"#### {code_span(fc.path)}\n\n{fc.body}")
-    return "\n\n---\n\n".join(parts) + "\n"
+        parts.append(compose("#### {}\n\n{}", code_span(fc.path), fc.body))
+    return compose("{}\n", join("\n\n---\n\n", parts))
 
 
 def _finding_json(r: RankedFinding) -> dict[str, Any]:
@@ -223,7 +223,7 @@ def to_codeclimate(draft: ReviewDraft) -> str:
     return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"
 
 
-_ANNOTATION_LEVEL = {
+_ANNOTATION_LEVEL: dict[Severity, Literal["notice", "warning", "failure"]] = {
     Severity.CRITICAL: "failure",
     Severity.HIGH: "failure",
     Severity.MEDIUM: "warning",
@@ -232,9 +232,20 @@ _ANNOTATION_LEVEL = {
 }
 
 
-def check_annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
+class Annotation(TypedDict):
+    """A check-run annotation; GitHub shows ``title`` and ``message`` as plain text."""
+
+    path: str
+    start_line: int
+    end_line: int
+    annotation_level: Literal["notice", "warning", "failure"]
+    title: SanitisedText
+    message: SanitisedText
+
+
+def check_annotations(draft: ReviewDraft) -> list[Annotation]:
     """Check-run annotations for every surviving finding (the client sends them 50 per request)."""
-    out: list[dict[str, Any]] = []
+    out: list[Annotation] = []
     for ranked in draft.findings:
         f = ranked.finding
         out.append(
@@ -243,11 +254,19 @@ def check_annotations(draft: ReviewDraft) -> list[dict[str, Any]]:
                 "start_line": f.line,
                 "end_line": f.end_line or f.line,
                 "annotation_level": _ANNOTATION_LEVEL[f.severity],
-                "title": f.title[:255],
-                "message": f"{f.severity} · {f.category}: {f.title}",
+                "title": plain_text(f.title),
+                "message": plain_text(f"{f.severity} · {f.category}: {f.title}", limit=1000),
             }
         )
     return out
 
 
-__all__ = ["check_annotations", "to_codeclimate", "to_json", "to_markdown", "to_sarif", "to_text"]
+__all__ = [
+    "Annotation",
+    "check_annotations",
+    "to_codeclimate",
+    "to_json",
+    "to_markdown",
+    "to_sarif",
+    "to_text",
+]

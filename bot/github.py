@@ -9,6 +9,9 @@ githubkit 0.16.1, async only. Rules this module enforces (SECURITY.md):
 - K-05: the installation and repository come only from a bound :class:`~bot.models.ReviewJob`; anything
   else raises :class:`~bot.errors.TokenScopeError` and logs an alert, and nothing is minted.
 - O-08: reviews are always posted with ``event: COMMENT``.
+- O-03: every text parameter of a write is :data:`~bot.sanitize.Sanitised` (markdown) or
+  :data:`~bot.sanitize.SanitisedText` (plain), which only :mod:`bot.sanitize` creates: mypy rejects raw
+  strings, such as an error message, here. Reactions are a closed set.
 
 Responses are read as plain dicts (``response.json()``): githubkit's strict models reject real payloads.
 Request bodies are sent verbatim (``rest_api_validate_body=False``): its validation silently drops keys.
@@ -25,7 +28,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,8 +43,10 @@ from githubkit.exception import (
 
 from bot.backoff import parse_retry_after
 from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
+from bot.formats import Annotation
 from bot.log import SECRETS, get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text, truncate
 
 log = get_logger(__name__)
 
@@ -56,6 +61,17 @@ MAX_BODY = 65_536
 MAX_OUTPUT_TEXT = 65_535
 SECONDARY_LIMIT_WAIT = 60.0  # "wait at least one minute" when GitHub gives no retry-after
 _MARKER = re.compile(r"<!-- backend-review [^>]*-->")
+
+DEFAULT_CHECK_NAME = plain_text("backend-review")
+Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+class CheckAction(TypedDict):
+    """A button on a completed check run (GitHub: label ≤ 20, description ≤ 40 characters)."""
+
+    label: SanitisedText
+    description: SanitisedText
+    identifier: str
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -382,7 +398,7 @@ class GitHubClient:
 
     # ---------------------------------------------------------------- writes
 
-    async def add_reaction(self, pr: PullRequestRef, comment_id: int, content: str) -> bool:
+    async def add_reaction(self, pr: PullRequestRef, comment_id: int, content: Reaction) -> bool:
         """React to an issue comment. True when created, False when it already existed."""
         resp = await self._request(
             "POST",
@@ -392,12 +408,12 @@ class GitHubClient:
         )
         return resp.status_code == 201
 
-    async def post_issue_comment(self, pr: PullRequestRef, body: str) -> int:
+    async def post_issue_comment(self, pr: PullRequestRef, body: Sanitised) -> int:
         resp = await self._request(
             "POST",
             f"{self._repo_path(pr)}/issues/{pr.number}/comments",
             "post issue comment",
-            json={"body": body[:MAX_BODY]},
+            json={"body": truncate(body, MAX_BODY)},
         )
         return int(resp.json()["id"])
 
@@ -406,7 +422,7 @@ class GitHubClient:
         pr: PullRequestRef,
         head_sha: str,
         *,
-        name: str = "backend-review",
+        name: SanitisedText = DEFAULT_CHECK_NAME,
         status: str = "in_progress",
         external_id: str | None = None,
     ) -> int:
@@ -416,7 +432,9 @@ class GitHubClient:
         resp = await self._request("POST", f"{self._repo_path(pr)}/check-runs", "create check run", json=body)
         return int(resp.json()["id"])
 
-    async def open_check_run(self, pr: PullRequestRef, head_sha: str, *, name: str, external_id: str) -> int:
+    async def open_check_run(
+        self, pr: PullRequestRef, head_sha: str, *, name: SanitisedText, external_id: str
+    ) -> int:
         """The check run for this job: an earlier attempt's run still in progress (its worker died) is
         taken over, so a retried job never leaves a check spinning; otherwise a new one."""
         for check_id in await self.open_check_runs(pr, head_sha, name=name, external_id=external_id):
@@ -445,22 +463,22 @@ class GitHubClient:
         check_id: int,
         *,
         conclusion: str,
-        title: str,
-        summary: str,
-        text: str | None = None,
-        annotations: Sequence[Mapping[str, Any]] = (),
-        actions: Sequence[Mapping[str, str]] = (),
+        title: SanitisedText,
+        summary: Sanitised,
+        text: Sanitised | None = None,
+        annotations: Sequence[Annotation] = (),
+        actions: Sequence[CheckAction] = (),
     ) -> None:
         """Complete the run; annotations go in batches of ≤ 50 (GitHub appends them across PATCHes);
         ``actions`` are buttons (at most 3) shown on the completed run.
 
         The first PATCH carries the conclusion, so a failure in a later batch still leaves a completed run."""
         url = f"{self._repo_path(pr)}/check-runs/{check_id}"
-        output: dict[str, Any] = {"title": title[:255], "summary": summary[:MAX_OUTPUT_TEXT]}
+        output: dict[str, Any] = {"title": title[:255], "summary": truncate(summary, MAX_OUTPUT_TEXT)}
         if text:
-            output["text"] = text[:MAX_OUTPUT_TEXT]
+            output["text"] = truncate(text, MAX_OUTPUT_TEXT)
         batches = [
-            list(annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST])
+            [dict(a) for a in annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST]]
             for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)
         ] or [[]]
         first: dict[str, Any] = {
@@ -476,13 +494,18 @@ class GitHubClient:
                 "PATCH", url, "add annotations", json={"output": {**output, "annotations": batch}}
             )
 
-    async def post_file_comment(self, pr: PullRequestRef, head_sha: str, path: str, body: str) -> int:
+    async def post_file_comment(self, pr: PullRequestRef, head_sha: str, path: str, body: Sanitised) -> int:
         """A file-level review comment (``subject_type: file``, only on the single-comment endpoint)."""
         resp = await self._request(
             "POST",
             f"{self._repo_path(pr)}/pulls/{pr.number}/comments",
             "post file comment",
-            json={"body": body[:MAX_BODY], "commit_id": head_sha, "path": path, "subject_type": "file"},
+            json={
+                "body": truncate(body, MAX_BODY),
+                "commit_id": head_sha,
+                "path": path,
+                "subject_type": "file",
+            },
         )
         return int(resp.json()["id"])
 
@@ -495,7 +518,7 @@ class GitHubClient:
         first = {
             "commit_id": draft.head_sha,
             "event": "COMMENT",
-            "body": draft.body[:MAX_BODY],
+            "body": truncate(draft.body, MAX_BODY),
             "comments": [_comment_json(c) for c in draft.comments],
         }
         try:
@@ -535,7 +558,9 @@ class GitHubClient:
             if review.get("commit_id") != draft.head_sha or not self.is_ours(review):
                 continue
             found = set(_MARKER.findall(body))
-            if (markers and markers <= found) or (not markers and body.startswith(draft.body[:MAX_BODY])):
+            if (markers and markers <= found) or (
+                not markers and body.startswith(truncate(draft.body, MAX_BODY))
+            ):
                 return int(review["id"])
         return None
 
@@ -555,28 +580,33 @@ def _bodies(items: Sequence[Any], author: str | None) -> list[str]:
 
 
 def _comment_json(c: InlineComment) -> dict[str, Any]:
-    out: dict[str, Any] = {"path": c.path, "line": c.line, "side": "RIGHT", "body": c.body[:MAX_BODY]}
+    out: dict[str, Any] = {
+        "path": c.path,
+        "line": c.line,
+        "side": "RIGHT",
+        "body": truncate(c.body, MAX_BODY),
+    }
     if c.start_line is not None and c.start_line < c.line:
         out["start_line"] = c.start_line
         out["start_side"] = "RIGHT"
     return out
 
 
-def fold_comments(body: str, comments: Sequence[InlineComment]) -> str:
+def fold_comments(body: Sanitised, comments: Sequence[InlineComment]) -> Sanitised:
     """The review body with inline comments appended as sections, kept within GitHub's body limit by
     leaving out whole comments (never cutting one, which could break a marker or a fence)."""
     out = body
     omitted = 0
     for c in comments:
         where = f"{c.path}:{c.start_line}-{c.line}" if c.start_line else f"{c.path}:{c.line}"
-        section = f"\n\n---\n\n**`{where}`**\n\n{c.body}"
+        section = compose("\n\n---\n\n**{}**\n\n{}", code_span(where), c.body)
         if omitted or len(out) + len(section) > MAX_BODY - 200:
             omitted += 1
             continue
-        out += section
+        out = compose("{}{}", out, section)
     if omitted:
-        out += f"\n\n_{omitted} more comment(s) left out to fit GitHub's size limit._"
-    return out[:MAX_BODY]
+        out = compose("{}\n\n_{} more comment(s) left out to fit GitHub's size limit._", out, omitted)
+    return truncate(out, MAX_BODY)
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -712,6 +742,7 @@ __all__ = [
     "MAX_ANNOTATIONS_PER_REQUEST",
     "READ_PERMISSIONS",
     "WRITE_PERMISSIONS",
+    "CheckAction",
     "GitHubApp",
     "GitHubAuthError",
     "GitHubClient",
@@ -720,6 +751,7 @@ __all__ = [
     "GitHubNotFound",
     "GitHubUnprocessable",
     "PullInfo",
+    "Reaction",
     "clone_url",
     "fold_comments",
     "git_auth_header",

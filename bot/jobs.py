@@ -9,6 +9,9 @@ Order of work (each step refuses early, before money is spent):
 4. read token: hardened checkout by SHA, review core (bot.pipeline);
 5. write token: head re-checked (a moved head drops the review as superseded), one COMMENT review,
    check run completed with a conclusion computed by code, 👍 on a command.
+
+Everything posted is sanitised text (O-03): a failure is reported with a short fixed reason for its
+kind, and the error's own text (git's stderr, a library's message) goes to the log only.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from bot.agent.runner import AgentBudgets
 from bot.checkout import GitSource, workspace
 from bot.config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.diff import PathFilters
-from bot.errors import BudgetExceeded, Retryable, Superseded
+from bot.errors import (
+    BudgetExceeded,
+    GitHubUnavailable,
+    ModelUnavailable,
+    Retryable,
+    SecretLeak,
+    Superseded,
+    TokenScopeError,
+    WorkspaceError,
+)
 from bot.events import (
     HELP_REPLY,
     RERUN_ACTION,
@@ -38,23 +50,38 @@ from bot.events import (
     authorize,
 )
 from bot.formats import check_annotations
-from bot.github import GitHubApp, GitHubClient, PullInfo
+from bot.github import CheckAction, GitHubApp, GitHubClient, GitHubError, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
 from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.review import MAX_BODY, parse_markers
+from bot.sanitize import (
+    Sanitised,
+    SanitisedText,
+    code_span,
+    compose,
+    fixed,
+    hidden_marker,
+    inert_plain,
+    plain_text,
+    truncate,
+)
 from bot.worker import SHUTDOWN
 
 log = get_logger(__name__)
 
-CHECK_NAME = "backend-review"
+CHECK_NAME = plain_text("backend-review")
 # A button on the completed check run; clicking it sends check_run.requested_action, which events.py
 # accepts only with this identifier and only from someone with write access (C-01).
-RERUN_BUTTON = {"label": "Re-run review", "description": "Review this head again", "identifier": RERUN_ACTION}
-SIZE_GATE_MARKER = "<!-- backend-review size-gate -->"
-BUDGET_MARKER = "<!-- backend-review budget -->"
+RERUN_BUTTON: CheckAction = {
+    "label": plain_text("Re-run review"),
+    "description": plain_text("Review this head again"),
+    "identifier": RERUN_ACTION,
+}
+SIZE_GATE_MARKER = hidden_marker("size-gate")
+BUDGET_MARKER = hidden_marker("budget")
 
 
 @dataclass(frozen=True)
@@ -80,6 +107,26 @@ class JobDeps:
     lease_check: Callable[[ClaimedJob], Awaitable[bool]] | None = None
 
 
+def failure_reason(error: BaseException) -> Sanitised:
+    """What a failed job says on the PR: a fixed reason for the kind of failure, never the error's text
+    (git's stderr echoes values from the PR, such as a `.gitmodules` URL; O-03)."""
+    if isinstance(error, WorkspaceError):
+        return fixed("the pull request's commits could not be fetched or read.")
+    if isinstance(error, ModelUnavailable):
+        return fixed("the model provider did not answer.")
+    if isinstance(error, GitHubError | GitHubUnavailable):
+        return fixed("GitHub's API refused or failed a request.")
+    if isinstance(error, Retryable):
+        return fixed("a temporary failure.")
+    if isinstance(error, SecretLeak):
+        return fixed("the review text contained a secret, so nothing was posted.")
+    if isinstance(error, BudgetExceeded):
+        return fixed("the pull request is over a size or budget limit.")
+    if isinstance(error, TokenScopeError):
+        return fixed("a request outside this repository was refused.")
+    return fixed("an internal error; the operator's logs have the details.")
+
+
 def _describe(job: ReviewJob) -> str:
     return f"{job.pr}@{job.head_sha[:7] or '?'}"
 
@@ -95,8 +142,8 @@ def _facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
 _JOB_MARKER = re.compile(r"<!-- backend-review job=([\w.:-]{1,64})(?: head=([0-9a-f]{40}))? -->")
 
 
-def job_marker(job_id: str, head_sha: str) -> str:
-    return f"<!-- backend-review job={job_id} head={head_sha} -->"
+def job_marker(job_id: str, head_sha: str) -> Sanitised:
+    return hidden_marker(f"job={job_id} head={head_sha}")
 
 
 @dataclass(frozen=True)
@@ -149,12 +196,18 @@ class ReviewJobRunner:
                 outcome = await self._run(claimed)
             except Superseded as exc:
                 moved = f" by {exc.live_head[:7]}" if exc.live_head else ""
-                await self._close_orphans(claimed, "skipped", f"Superseded{moved}", f"{exc}.")
+                await self._close_orphans(
+                    claimed, "skipped", plain_text(f"Superseded{moved}"), inert_plain(f"{exc}.")
+                )
                 raise
-            await self._close_orphans(claimed, "neutral", "Review skipped", f"{outcome}.")
+            await self._close_orphans(
+                claimed, "neutral", plain_text("Review skipped"), inert_plain(f"{outcome}.")
+            )
             return outcome
 
-    async def _close_orphans(self, claimed: ClaimedJob, conclusion: str, title: str, summary: str) -> None:
+    async def _close_orphans(
+        self, claimed: ClaimedJob, conclusion: str, title: SanitisedText, summary: Sanitised
+    ) -> None:
         """A retried job ending without a review: complete the check run an earlier attempt opened and
         could not close (its worker was killed), so no check is left spinning. The first attempt has
         none, and a run this attempt completed is not listed."""
@@ -177,8 +230,9 @@ class ReviewJobRunner:
     async def on_dead(self, claimed: ClaimedJob, error: BaseException) -> None:
         """The job failed for good: say so on the PR (a neutral check; 😕 on a command)."""
         job = claimed.job
-        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job)):
+            # the detail is for the operator only; the log redacts secrets
+            log.warning("job failed for good", kind=type(error).__name__, error=str(error)[:2000])
             try:
                 async with self.deps.github.installation_session(job, write=True) as gw:
                     # a command's job record has no head (it is pinned at authorisation, in memory):
@@ -192,8 +246,13 @@ class ReviewJobRunner:
                             job.pr,
                             check_id,
                             conclusion="neutral",
-                            title="Review failed",
-                            summary=f"backend-review could not complete this review: {reason}",
+                            title=plain_text("Review failed"),
+                            summary=compose(
+                                "backend-review could not complete this review: {} The job ({}) will "
+                                "not be retried; comment `/backend-review` to try again.",
+                                failure_reason(error),
+                                code_span(claimed.id),
+                            ),
                         )
                     if job.comment_id:
                         await gw.add_reaction(job.pr, job.comment_id, "confused")
@@ -239,7 +298,9 @@ class ReviewJobRunner:
             log.info("job skipped", reason=decision.reason)
             return f"skipped: {decision.reason}"
         if isinstance(decision, AwaitMaintainer):
-            await self._neutral_check(job, claimed.id, "Awaiting a maintainer", decision.reason)
+            await self._neutral_check(
+                job, claimed.id, plain_text("Awaiting a maintainer"), inert_plain(decision.reason)
+            )
             return "awaiting maintainer"
         if decision.kind in ("help", "unknown_option"):
             reply = HELP_REPLY if decision.kind == "help" else UNKNOWN_OPTION_REPLY
@@ -248,19 +309,25 @@ class ReviewJobRunner:
             return f"replied: {decision.kind}"
         return await self._review(claimed, job, pull, config, problems, history)
 
-    async def _neutral_check(self, job: ReviewJob, external_id: str, title: str, summary: str) -> None:
+    async def _neutral_check(
+        self, job: ReviewJob, external_id: str, title: SanitisedText, summary: Sanitised
+    ) -> None:
         async with self.deps.github.installation_session(job, write=True) as gw:
             check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
             await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
 
-    def _gate(self, pull: PullInfo) -> str | None:
+    def _gate(self, pull: PullInfo) -> Sanitised | None:
         limits = self.deps.limits
         changed = pull.additions + pull.deletions
         if pull.changed_files > limits.max_files or changed > limits.max_changed_lines:
-            return (
-                f"This pull request changes {pull.changed_files} files and {changed} lines; backend-review "
-                f"reviews at most {limits.max_files} files and {limits.max_changed_lines} changed lines. "
-                "Split it up, or narrow the reviewed paths in `.github/backend-review.yml`."
+            return compose(
+                "This pull request changes {} files and {} lines; backend-review reviews at most {} files "
+                "and {} changed lines. Split it up, or narrow the reviewed paths in "
+                "`.github/backend-review.yml`.",
+                pull.changed_files,
+                changed,
+                limits.max_files,
+                limits.max_changed_lines,
             )
         return None
 
@@ -298,9 +365,9 @@ class ReviewJobRunner:
             outcome = await self._review_core(job, pull, config, notes, history, provider)
         except BudgetExceeded as exc:  # the diff or the checkout is over its cap (D-01, S-09)
             async with deps.github.installation_session(job, write=True) as gw:
-                await _report_too_large(
-                    gw, job, check_id, f"This pull request is too large to review: {exc}."
-                )
+                # our own message (counts and limits), still sanitised like any text we post
+                text = compose("This pull request is too large to review: {}.", inert_plain(str(exc)))
+                await _report_too_large(gw, job, check_id, text)
             return "skipped: too large"
         except BaseException as exc:
             await self._interrupted_check(job, check_id, claimed, exc)
@@ -392,16 +459,19 @@ class ReviewJobRunner:
             # past the drain grace: the job's lease expires and a retry reviews it, perhaps never if
             # the fleet stays down, so the run is closed now and the retry opens its own
             conclusion, title = "neutral", "Review interrupted by a shutdown; it will be retried"
+            summary = fixed("Review interrupted by a shutdown. It will be retried.")
         elif isinstance(exc, Superseded):
-            conclusion, title = "skipped", "Superseded by a newer push"
+            conclusion, title, summary = "skipped", "Superseded by a newer push", fixed("Superseded.")
         elif retrying:
             conclusion, title = "neutral", "Review interrupted; retrying"
+            summary = compose("Review interrupted: {} It will be retried.", failure_reason(exc))
         else:
             conclusion, title = "neutral", "Review failed"
+            summary = compose("Review failed: {}", failure_reason(exc))
         try:
             async with asyncio.timeout(10), self.deps.github.installation_session(job, write=True) as gw:
                 await gw.complete_check_run(
-                    job.pr, check_id, conclusion=conclusion, title=title, summary=f"{title}."
+                    job.pr, check_id, conclusion=conclusion, title=plain_text(title), summary=summary
                 )
         except Exception as report_exc:
             log.warning("could not close the check run", error=type(report_exc).__name__)
@@ -423,8 +493,10 @@ class ReviewJobRunner:
                     job.pr,
                     check_id,
                     conclusion="skipped",
-                    title=f"Superseded by {live.head_sha[:7]}",
-                    summary=f"The head moved to `{live.head_sha}` before this review was posted.",
+                    title=plain_text(f"Superseded by {live.head_sha[:7]}"),
+                    summary=compose(
+                        "The head moved to {} before this review was posted.", code_span(live.head_sha)
+                    ),
                 )
                 raise Superseded(
                     f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha
@@ -439,8 +511,8 @@ class ReviewJobRunner:
                     review_id = await _own_review(gw, job, marker)
                 if review_id is None:
                     # never cut off by the body limit: the next review's diff base is read from it
-                    body = draft.body[: MAX_BODY - len(marker) - 2]
-                    marked = dataclasses.replace(draft, body=f"{body}\n\n{marker}")
+                    body = truncate(draft.body, MAX_BODY - len(marker) - 2)
+                    marked = dataclasses.replace(draft, body=compose("{}\n\n{}", body, marker))
                     review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
@@ -448,7 +520,7 @@ class ReviewJobRunner:
                 job.pr,
                 check_id,
                 conclusion=outcome.conclusion,
-                title=draft.check_title or "backend-review",
+                title=draft.check_title or CHECK_NAME,
                 summary=draft.check_summary or draft.body,
                 annotations=check_annotations(draft),
                 actions=[RERUN_BUTTON],
@@ -477,14 +549,14 @@ async def _own_review(gw: GitHubClient, job: ReviewJob, marker: str) -> int | No
     return None
 
 
-async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: str) -> None:
+async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: Sanitised) -> None:
     """D-01: one comment per PR (found again by its marker), a neutral check, zero model tokens."""
     bodies = await gw.list_issue_comment_bodies(job.pr, ours_only=True)
     if not any(SIZE_GATE_MARKER in b for b in bodies):
-        await gw.post_issue_comment(job.pr, f"{text}\n\n{SIZE_GATE_MARKER}")
+        await gw.post_issue_comment(job.pr, compose("{}\n\n{}", text, SIZE_GATE_MARKER))
     await gw.complete_check_run(
-        job.pr, check_id, conclusion="neutral", title="Too large to review", summary=text
+        job.pr, check_id, conclusion="neutral", title=plain_text("Too large to review"), summary=text
     )
 
 
-__all__ = ["CHECK_NAME", "BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner"]
+__all__ = ["CHECK_NAME", "BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner", "failure_reason"]

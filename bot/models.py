@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from bot.sanitize import Sanitised, SanitisedText, fixed, plain_text
+
 
 class Severity(StrEnum):
     CRITICAL = "critical"
@@ -203,7 +205,7 @@ class AgentResult:
 class InlineComment:
     path: str
     line: int  # RIGHT-side new-file line (the last line for a range)
-    body: str  # sanitised markdown including the fingerprint marker
+    body: Sanitised  # including the fingerprint marker
     fingerprint: str
     start_line: int | None = None  # set only for multi-line ranges, always < line, same hunk
 
@@ -211,7 +213,7 @@ class InlineComment:
 @dataclass(frozen=True, slots=True)
 class FileComment:
     path: str
-    body: str
+    body: Sanitised
     fingerprint: str
 
 
@@ -224,16 +226,20 @@ class RankedFinding:
     placement: Literal["inline", "file", "summary"]
 
 
+_NO_TITLE = plain_text("")
+_NO_SUMMARY = fixed("")
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewDraft:
     head_sha: str
-    body: str  # sanitised summary markdown
+    body: Sanitised  # the summary
     comments: tuple[InlineComment, ...]
     file_comments: tuple[FileComment, ...]
     findings: tuple[RankedFinding, ...]  # every surviving finding, ranked worst first
     dropped: int = 0  # findings whose evidence was nowhere in the head, or were unplaceable
-    check_title: str = ""
-    check_summary: str = ""
+    check_title: SanitisedText = _NO_TITLE
+    check_summary: Sanitised = _NO_SUMMARY
     # decided by code from every verified finding, including ones posted by an earlier review (O-08)
     conclusion: Literal["neutral", "failure", "success"] = "neutral"
 

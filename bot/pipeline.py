@@ -101,7 +101,10 @@ def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
         data = fh.read(MAX_HEAD_FILE_BYTES + 1)
     if b"\0" in data[:8192]:
         return None
-    return data.decode("utf-8", errors="replace").splitlines()
+    # "\n" only, as git splits a diff: splitlines() also breaks at \f, \x85 and U+2028, which shifts
+    # every later line away from the diff's numbering (and drops findings on those lines)
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 async def review_workspace(

@@ -30,7 +30,20 @@ from bot.models import (
     Severity,
 )
 from bot.redact import SecretSet
-from bot.sanitize import clean_text, code_block, code_span, inert_plain, sanitize_markdown
+from bot.sanitize import (
+    Sanitised,
+    SanitisedText,
+    clean_text,
+    code_block,
+    code_span,
+    compose,
+    fixed,
+    hidden_marker,
+    inert_plain,
+    join,
+    plain_text,
+    sanitize_markdown,
+)
 
 MAX_BODY = 65_536  # GitHub's limit for a review body and a check-run summary
 MAX_COMMENT = 16_000  # stay well inside GitHub's per-comment limit
@@ -41,11 +54,11 @@ MAX_NOTE = 500  # notes and agent names come from config and providers: bounded 
 MAX_NOTES = 10
 
 EMOJI = {
-    Severity.CRITICAL: "🔴",
-    Severity.HIGH: "🟠",
-    Severity.MEDIUM: "🟡",
-    Severity.LOW: "🔵",
-    Severity.NIT: "⚪",
+    Severity.CRITICAL: fixed("🔴"),
+    Severity.HIGH: fixed("🟠"),
+    Severity.MEDIUM: fixed("🟡"),
+    Severity.LOW: fixed("🔵"),
+    Severity.NIT: fixed("⚪"),
 }
 
 _MARKER = re.compile(r"<!-- backend-review fp=([0-9a-f]{16}(?:,[0-9a-f]{16})*) sha=[0-9a-f]{7} -->")
@@ -79,7 +92,7 @@ def _norm_line(line: str) -> str:
 
 
 def _norm_evidence(evidence: str) -> list[str]:
-    lines = [_norm_line(ln) for ln in evidence.splitlines()]
+    lines = [_norm_line(ln) for ln in evidence.split("\n")]  # as git splits lines (U+2028 is not a break)
     while lines and not lines[0]:
         lines.pop(0)
     while lines and not lines[-1]:
@@ -192,10 +205,10 @@ def _sha7(head_sha: str) -> str:
     return (re.sub(r"[^0-9a-f]", "", head_sha.lower())[:7]).ljust(7, "0")
 
 
-def marker(fp: str, head_sha: str) -> str:
+def marker(fp: str, head_sha: str) -> Sanitised:
     """The hidden marker; ``fp`` may list several fingerprints (a merged duplicate) comma-separated."""
     fps = ",".join(x for x in fp.split(",") if re.fullmatch(r"[0-9a-f]{16}", x))
-    return f"<!-- backend-review fp={fps} sha={_sha7(head_sha)} -->"
+    return hidden_marker(f"fp={fps} sha={_sha7(head_sha)}")
 
 
 def parse_markers(body: str) -> set[str]:
@@ -281,7 +294,7 @@ def _inline_range(fd: FileDiff, f: Finding) -> tuple[int, int | None] | None:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def _where(f: Finding) -> str:
+def _where(f: Finding) -> Sanitised:
     loc = f"{f.path}:{f.line}" + (f"-{f.end_line}" if f.end_line else "")
     return code_span(loc, table=True)
 
@@ -299,7 +312,7 @@ def _counts(findings: Sequence[Finding]) -> str:
     return ", ".join(parts)
 
 
-def _fit(render: Callable[[str], str], text: str, limit: int) -> str:
+def _fit(render: Callable[[str], Sanitised], text: str, limit: int) -> Sanitised:
     """Render ``text`` (untrusted) within ``limit`` chars, cutting the *input* at a line boundary.
 
     Cutting before sanitising means the sanitiser closes any open fence: never a cut mid-fence.
@@ -315,84 +328,106 @@ def _fit(render: Callable[[str], str], text: str, limit: int) -> str:
     return out
 
 
-def _suggestion(f: Finding, secrets: SecretSet | None) -> str:
+def _suggestion(f: Finding, secrets: SecretSet | None) -> Sanitised | None:
     if f.suggestion is None or "<!--" in f.suggestion:
-        return ""
+        return None
     text = clean_text(f.suggestion, secrets=secrets).rstrip("\n")
     return code_block(text, "suggestion")
 
 
-def _comment_body(c: _Candidate, ctx: ReviewContext, *, with_suggestion: bool) -> str:
+def _title(f: Finding, ctx: ReviewContext | None = None) -> Sanitised:
+    return inert_plain(f.title, secrets=ctx.secrets if ctx else None) or fixed("Finding")
+
+
+def _comment_body(c: _Candidate, ctx: ReviewContext, *, with_suggestion: bool) -> Sanitised:
     f = c.finding
-    head = f"{EMOJI[f.severity]} **{inert_plain(f.title, secrets=ctx.secrets) or 'Finding'}**"
-    head += f" · {f.category.value} · {f.severity.value}"
+    head = compose(
+        "{} **{}** · {} · {}",
+        EMOJI[f.severity],
+        _title(f, ctx),
+        inert_plain(f.category.value),
+        inert_plain(f.severity.value),
+    )
     if len(c.sources) > 1:
-        head += " · also flagged by " + ", ".join(inert_plain(s, secrets=ctx.secrets) for s in c.sources[1:])
-    tail = "\n" + marker(",".join(c.fps), ctx.head_sha)
-    sugg = _suggestion(f, ctx.secrets) if with_suggestion else ""
+        also = join(", ", (inert_plain(s, secrets=ctx.secrets) for s in c.sources[1:]))
+        head = compose("{} · also flagged by {}", head, also)
+    tail = marker(",".join(c.fps), ctx.head_sha)
+    sugg = _suggestion(f, ctx.secrets) if with_suggestion else None
     if sugg and len(head) + len(sugg) + len(tail) + 200 > MAX_COMMENT:
-        sugg = ""  # a suggestion is all or nothing: never a truncated replacement
-    room = MAX_COMMENT - len(head) - len(sugg) - len(tail) - 8
+        sugg = None  # a suggestion is all or nothing: never a truncated replacement
+    room = MAX_COMMENT - len(head) - len(sugg or "") - len(tail) - 8
     body = _fit(lambda t: sanitize_markdown(t, repo=ctx.repo, secrets=ctx.secrets), f.body, room)
-    parts = [head, body] + ([sugg] if sugg else [])
-    return "\n\n".join(p for p in parts if p) + tail
+    parts = join("\n\n", (p for p in (head, body, sugg) if p))
+    return compose("{}\n{}", parts, tail)
 
 
-def _human_tokens(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+def _human_tokens(n: int) -> Sanitised:
+    return compose("{:.1f}k", n / 1000) if n >= 1000 else compose("{}", n)
 
 
-def _footer(ctx: ReviewContext) -> list[str]:
-    lines: list[str] = []
+def _footer(ctx: ReviewContext) -> list[Sanitised]:
+    lines: list[Sanitised] = []
     for r in ctx.agent_results:
         name = _note(r.agent, ctx)
         if r.status == "ok" and r.usage is not None:
             u = r.usage
-            cost = f" (≈ ${u.cost_usd:.2f})" if u.cost_usd is not None else ""
+            cost = compose(" (≈ ${:.2f})", u.cost_usd) if u.cost_usd is not None else fixed("")
             lines.append(
-                f"{name} · {_note(u.model, ctx)} · {_human_tokens(u.input_tokens)} tokens in, "
-                f"{_human_tokens(u.output_tokens)} out{cost} · {ctx.seconds:.0f} s"
+                compose(
+                    "{} · {} · {} tokens in, {} out{} · {:.0f} s",
+                    name,
+                    _note(u.model, ctx),
+                    _human_tokens(u.input_tokens),
+                    _human_tokens(u.output_tokens),
+                    cost,
+                    ctx.seconds,
+                )
             )
         elif r.status != "ok":
-            note = _note(r.note, ctx) or r.status.replace("_", " ")
-            lines.append(f"{name}: {note}")
+            note = _note(r.note, ctx) or inert_plain(r.status.replace("_", " "))
+            lines.append(compose("{}: {}", name, note))
     if ctx.offline_only:
-        lines.append(f"Offline checks only (no model configured) · {ctx.seconds:.0f} s")
+        lines.append(compose("Offline checks only (no model configured) · {:.0f} s", ctx.seconds))
     lines.extend(_note(n, ctx) for n in ctx.notes[:MAX_NOTES] if n.strip())
     return lines
 
 
-def _note(text: str, ctx: ReviewContext) -> str:
+def _note(text: str, ctx: ReviewContext) -> Sanitised:
     return inert_plain(text[:MAX_NOTE], secrets=ctx.secrets)
 
 
-def _coverage(ctx: ReviewContext) -> str:
-    line = f"Reviewed {ctx.reviewed_files} of {_plural(ctx.total_files, 'changed file')}"
+def _coverage(ctx: ReviewContext) -> Sanitised:
+    line = compose(
+        "Reviewed {} of {}", ctx.reviewed_files, inert_plain(_plural(ctx.total_files, "changed file"))
+    )
     if ctx.skipped:
-        by_reason: dict[str, list[str]] = {}
+        by_reason: dict[str, list[Sanitised]] = {}
         for path, reason in ctx.skipped[:MAX_SKIPPED_LISTED]:
             by_reason.setdefault(reason or "skipped", []).append(code_span(path))
         groups = [
-            ", ".join(paths) + " — " + inert_plain(reason, secrets=ctx.secrets)
+            compose("{} — {}", join(", ", paths), inert_plain(reason, secrets=ctx.secrets))
             for reason, paths in by_reason.items()
         ]
         more = len(ctx.skipped) - MAX_SKIPPED_LISTED
-        line += " (not reviewed: " + "; ".join(groups) + (f"; and {more} more" if more > 0 else "") + ")"
-    line += "."
+        listed = join("; ", groups)
+        if more > 0:
+            listed = compose("{}; and {} more", listed, more)
+        line = compose("{} (not reviewed: {})", line, listed)
+    line = compose("{}.", line)
     if ctx.omitted_from_prompt:
-        n = _plural(len(ctx.omitted_from_prompt), "file")
-        line += f" {n} did not fit the prompt; the model read them through its tools."
+        n = inert_plain(_plural(len(ctx.omitted_from_prompt), "file"))
+        line = compose("{} {} did not fit the prompt; the model read them through its tools.", line, n)
     return line
 
 
-def _table(rows: Sequence[_Candidate], budget: int) -> tuple[list[str], int]:
+def _table(rows: Sequence[_Candidate], budget: int) -> tuple[list[Sanitised], int]:
     """Table lines within ``budget`` chars and how many rows fit."""
-    lines = ["| | finding | where |", "|---|---|---|"]
+    lines = [fixed("| | finding | where |"), fixed("|---|---|---|")]
     used = sum(len(x) + 1 for x in lines)
     fitted = 0
     for c in rows:
         f = c.finding
-        row = f"| {EMOJI[f.severity]} | {inert_plain(f.title) or 'Finding'} | {_where(f)} |"
+        row = compose("| {} | {} | {} |", EMOJI[f.severity], _title(f), _where(f))
         if used + len(row) + 1 > budget:
             break
         lines.append(row)
@@ -401,18 +436,23 @@ def _table(rows: Sequence[_Candidate], budget: int) -> tuple[list[str], int]:
     return lines, fitted
 
 
-def _summary_details(rows: Sequence[_Candidate], ctx: ReviewContext, budget: int) -> tuple[list[str], int]:
+def _summary_details(
+    rows: Sequence[_Candidate], ctx: ReviewContext, budget: int
+) -> tuple[list[Sanitised], int]:
     """One bullet per summary-only finding (no inline or file comment carries its body)."""
-    lines: list[str] = []
+    lines: list[Sanitised] = []
     used = 0
     fitted = 0
     for c in rows:
         f = c.finding
         text = " ".join(f.body.split())
         text = text[:300] + ("…" if len(text) > 300 else "")
-        bullet = (
-            f"- {EMOJI[f.severity]} **{inert_plain(f.title, secrets=ctx.secrets) or 'Finding'}** "
-            f"({_where(f)}): {sanitize_markdown(text, repo=ctx.repo, secrets=ctx.secrets)}"
+        bullet = compose(
+            "- {} **{}** ({}): {}",
+            EMOJI[f.severity],
+            _title(f, ctx),
+            _where(f),
+            sanitize_markdown(text, repo=ctx.repo, secrets=ctx.secrets),
         )
         if used + len(bullet) + 1 > budget:
             break
@@ -475,11 +515,13 @@ def build_review(
         body = _empty_body(ctx)
         summary = body
     else:
-        body, summary = _full_body(candidates, placements, ctx, title)
+        body, summary = _full_body(candidates, placements, ctx)
     ranked = tuple(RankedFinding(c.finding, c.fps[0], p) for c, p in zip(candidates, placements, strict=True))
     if still_open:
-        summary += (
-            f"\n\n{_plural(still_open, 'finding')} from earlier reviews of this pull request still apply."
+        summary = compose(
+            "{}\n\n{} from earlier reviews of this pull request still apply.",
+            summary,
+            inert_plain(_plural(still_open, "finding")),
         )
     return ReviewDraft(
         head_sha=ctx.head_sha,
@@ -494,55 +536,58 @@ def build_review(
     )
 
 
-def _check_title(findings: Sequence[Finding]) -> str:
+def _check_title(findings: Sequence[Finding]) -> SanitisedText:
     if not findings:
-        return "No issues found"
-    return f"{_plural(len(findings), 'issue')}: {_counts(findings)}"
+        return plain_text("No issues found")
+    return plain_text(f"{_plural(len(findings), 'issue')}: {_counts(findings)}")
 
 
-def _empty_body(ctx: ReviewContext) -> str:
-    scope = f"{ctx.reviewed_files} of {_plural(ctx.total_files, 'file')}"
-    extra = "; offline checks only" if ctx.offline_only else ""
-    line = f"**backend-review** found no issues in {code_span(_sha7(ctx.head_sha))} ({scope}{extra})."
+def _empty_body(ctx: ReviewContext) -> Sanitised:
+    scope = inert_plain(f"{ctx.reviewed_files} of {_plural(ctx.total_files, 'file')}")
+    extra = fixed("; offline checks only") if ctx.offline_only else fixed("")
+    line = compose(
+        "**backend-review** found no issues in {} ({}{}).", code_span(_sha7(ctx.head_sha)), scope, extra
+    )
     notes = [_note(n, ctx) for n in ctx.notes[:MAX_NOTES] if n.strip()]
     notes += [
-        f"{inert_plain(r.agent)}: {_note(r.note, ctx) or r.status.replace('_', ' ')}"
+        compose("{}: {}", inert_plain(r.agent), _note(r.note, ctx) or inert_plain(r.status.replace("_", " ")))
         for r in ctx.agent_results
         if r.status != "ok"
     ]
-    return "\n".join([line, *notes])
+    return join("\n", [line, *notes])
 
 
 def _full_body(
     candidates: Sequence[_Candidate],
     placements: Sequence[str],
     ctx: ReviewContext,
-    title: str,
-) -> tuple[str, str]:
+) -> tuple[Sanitised, Sanitised]:
     """(review body, check-run summary): the same table; only the body carries the marker."""
     found = [c.finding for c in candidates]
-    head = (
-        f"**backend-review** found {_plural(len(found), 'issue')} in {code_span(_sha7(ctx.head_sha))}"
-        f" — {_counts(found)}."
+    head = compose(
+        "**backend-review** found {} in {} — {}.",
+        inert_plain(_plural(len(found), "issue")),
+        code_span(_sha7(ctx.head_sha)),
+        inert_plain(_counts(found)),
     )
     foot = [_coverage(ctx), *_footer(ctx)]
-    fixed = len(head) + sum(len(x) + 1 for x in foot) + 200
+    fixed_len = len(head) + sum(len(x) + 1 for x in foot) + 200
     summary_only = [c for c, p in zip(candidates, placements, strict=True) if p == "summary"]
     # worst case marker: every summary-only fingerprint (17 chars each with its comma)
     marker_room = 60 + 17 * sum(len(c.fps) for c in summary_only)
-    budget = MAX_BODY - fixed - marker_room
+    budget = MAX_BODY - fixed_len - marker_room
     table, n_rows = _table(candidates, budget * 2 // 3)
     used = sum(len(x) + 1 for x in table)
     details, n_details = _summary_details(summary_only, ctx, budget - used)
-    lines = [head, "", *table]
+    lines = [head, fixed(""), *table]
     if n_rows < len(candidates):
-        lines.append(f"\n…and {len(candidates) - n_rows} more, not shown: the review is too long.")
+        lines.append(compose("\n…and {} more, not shown: the review is too long.", len(candidates) - n_rows))
     if details:
-        lines += ["", *details]
-    lines += ["", *foot]
-    text = "\n".join(lines)
+        lines += [fixed(""), *details]
+    lines += [fixed(""), *foot]
+    text = join("\n", lines)
     shown = [fp for c in summary_only[:n_details] for fp in c.fps]
-    body = text + ("\n" + marker(",".join(shown), ctx.head_sha) if shown else "")
+    body = compose("{}\n{}", text, marker(",".join(shown), ctx.head_sha)) if shown else text
     return body, text
 
 

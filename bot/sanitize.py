@@ -15,6 +15,12 @@ be markdown. The steps, in order:
    spans unless they are same-repo GitHub links, images keep only their alt text, lines that start
    like a bot command get a leading U+2060;
 5. the output is checked for our secrets again.
+
+O-03 by construction: what bot/github.py and bot/ci.py publish is typed :data:`Sanitised` (markdown)
+or :data:`SanitisedText` (plain text), and only this module creates those: from untrusted text
+through the sanitisers, or from our own wording written as a literal in the source (:func:`fixed`,
+:func:`compose`, :func:`join`; tests/test_o03_sanitised_types.py checks both rules). mypy rejects a ``str``
+(a tool's error text, an f-string) where a publisher expects them.
 """
 
 from __future__ import annotations
@@ -23,9 +29,17 @@ import bisect
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Iterable
+from typing import LiteralString, NewType
 
 from bot.errors import SecretLeak
 from bot.redact import SecretSet, redact_patterns
+
+Sanitised = NewType("Sanitised", str)
+"""Markdown safe to post on GitHub; created only by this module."""
+SanitisedText = NewType("SanitisedText", str)
+"""One line of plain text safe to post where GitHub shows text as it is (check-run titles, annotations,
+workflow-command annotations); created only by this module."""
 
 WJ = "\u2060"  # WORD JOINER: invisible, and breaks GitHub's @mention, #ref and command matching
 
@@ -136,24 +150,25 @@ def is_allowed_link(url: str, repo: str | None) -> bool:
     return "\\" not in path and not any(seg in (".", "..") for seg in path.split("/"))
 
 
-def code_span(text: str, *, table: bool = False) -> str:
+def code_span(text: str, *, table: bool = False) -> Sanitised:
     """``text`` as one inline code span whose delimiters nothing inside can close."""
     text = " ".join(strip_invisible(text).split("\n"))
     if table:  # GFM splits table cells before it parses code spans; `\|` is the escape it honours
         text = text.replace("|", "\\|")
     if not text:
-        return ""
+        return Sanitised("")
     longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
     delim = "`" * (longest + 1)
     pad = " " if text[0] in "` " or text[-1] in "` " else ""
-    return f"{delim}{pad}{text}{pad}{delim}"
+    return Sanitised(f"{delim}{pad}{text}{pad}{delim}")
 
 
-def code_block(content: str, info: str = "") -> str:
-    """A fenced block at column 0 whose fence is longer than any backtick run in ``content``."""
-    longest = max((len(r) for r in re.findall(r"`+", content)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{content}\n{fence}" if content else f"{fence}{info}\n{fence}"
+def code_block(content: str, info: LiteralString = "") -> Sanitised:
+    """A fenced block at column 0 whose fence is longer than any backtick run in ``content``.
+
+    The content loses invisible characters, HTML comments (a forged marker) and credential patterns;
+    the caller checks our own secrets first (:func:`clean_text`)."""
+    return Sanitised(_fence(redact_patterns(_drop_html_comments(strip_invisible(content))), info))
 
 
 def neutralize_command(line: str) -> str:
@@ -381,7 +396,7 @@ def _render_text_line(line: str, inline: _Inline) -> str:
     return line[:cut] + (WJ if _is_command(rest) else "") + inline.run(rest)
 
 
-def sanitize_markdown(text: str, *, repo: str | None, secrets: SecretSet | None = None) -> str:
+def sanitize_markdown(text: str, *, repo: str | None, secrets: SecretSet | None = None) -> Sanitised:
     """Rewrite untrusted markdown so it renders as text, code and same-repo links only."""
     _check_secrets(text, secrets)
     text = redact_patterns(_drop_html_comments(strip_invisible(text)))
@@ -405,10 +420,16 @@ def sanitize_markdown(text: str, *, repo: str | None, secrets: SecretSet | None 
         i += 1  # the closing fence (or past the end: an unterminated block is closed by us)
         info = _INFO.match(m["info"].strip())
         lang = info[0] if info and info[0].lower() not in _ACTIVE_INFO else ""
-        out.append(code_block("\n".join(body), lang))
+        out.append(_fence("\n".join(body), lang))
     result = "\n".join(out).strip("\n")
     _check_secrets(result, secrets)
-    return result
+    return Sanitised(result)
+
+
+def _fence(content: str, info: str) -> str:
+    longest = max((len(r) for r in re.findall(r"`+", content)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{content}\n{fence}" if content else f"{fence}{info}\n{fence}"
 
 
 def _dedent(line: str, width: int) -> str:
@@ -418,7 +439,7 @@ def _dedent(line: str, width: int) -> str:
     return line[k:]
 
 
-def inert_plain(text: str, *, secrets: SecretSet | None = None) -> str:
+def inert_plain(text: str, *, secrets: SecretSet | None = None) -> Sanitised:
     """One line of untrusted text (a title, a path, a note) with no markdown meaning at all.
 
     Inline metacharacters are escaped everywhere; block syntax (``- x``, ``1. x``, ``= x``) only
@@ -429,17 +450,72 @@ def inert_plain(text: str, *, secrets: SecretSet | None = None) -> str:
     if out[:1] in _LINE_START_ESCAPE:
         out = "\\" + out
     out = re.sub(r"^(\d+)([.)])", r"\1\\\2", out)
-    return WJ + out if _BOT_VERB.match(text) else out
+    return Sanitised(WJ + out if _BOT_VERB.match(text) else out)
+
+
+def plain_text(text: str, *, limit: int = 255, secrets: SecretSet | None = None) -> SanitisedText:
+    """Untrusted text as one line of plain text: no secrets, credentials, controls, invisible
+    characters or HTML comments, at most ``limit`` characters."""
+    one = " ".join(clean_text(_drop_html_comments(text), secrets=secrets).split())
+    return SanitisedText(one[: max(0, limit - 1)] + "…" if len(one) > limit else one)
+
+
+# --- our own wording ------------------------------------------------------------------------------
+# Literals only: the architecture test fails on a call whose first argument is not a string literal.
+
+
+def fixed(text: LiteralString) -> Sanitised:
+    """Markdown we wrote, as a literal in the source."""
+    return Sanitised(text)
+
+
+def compose(template: LiteralString, /, *parts: Sanitised | int | float) -> Sanitised:
+    """Our literal ``template`` with sanitised pieces and numbers in its ``{}`` fields."""
+    return Sanitised(template.format(*parts))
+
+
+def join(sep: LiteralString, parts: Iterable[Sanitised]) -> Sanitised:
+    """Sanitised pieces joined by our literal separator (touching code spans are kept apart)."""
+    return Sanitised(_join(list(parts)) if not sep else sep.join(parts))
+
+
+_MARKER_FIELDS = re.compile(r"[A-Za-z0-9][A-Za-z0-9=,.:_ \-]{0,4000}")
+
+
+def hidden_marker(fields: str) -> Sanitised:
+    """``<!-- backend-review FIELDS -->``, the only HTML comment a posted body holds (O-04); ``fields``
+    must be plain tokens, so nothing can close the comment early or smuggle markup."""
+    if not _MARKER_FIELDS.fullmatch(fields) or "--" in fields:
+        raise ValueError("a marker holds plain tokens only")
+    return Sanitised(f"<!-- backend-review {fields} -->")
+
+
+def truncate(text: Sanitised, limit: int) -> Sanitised:
+    """At most ``limit`` characters, cut at a line boundary: a cut inside a line could open a code
+    span and turn the URL it holds into a live autolink. A block cut open stays code to the end."""
+    if len(text) <= limit:
+        return text
+    note = "…(truncated)"
+    cut = text.rfind("\n", 0, max(0, limit - len(note) - 1))
+    return Sanitised(f"{text[:cut]}\n{note}" if cut > 0 else note)
 
 
 __all__ = [
     "WJ",
+    "Sanitised",
+    "SanitisedText",
     "clean_text",
     "code_block",
     "code_span",
+    "compose",
+    "fixed",
+    "hidden_marker",
     "inert_plain",
     "is_allowed_link",
+    "join",
     "neutralize_command",
+    "plain_text",
     "sanitize_markdown",
     "strip_invisible",
+    "truncate",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from bot.sanitize import strip_invisible
+from bot.sanitize import SanitisedText, strip_invisible
 
 LEVELS = frozenset({"error", "warning", "notice"})
 LINE_PREFIX = "| "
@@ -48,14 +48,15 @@ def escape_property(text: str) -> str:
 
 def annotation(
     level: str,
-    message: str,
+    message: SanitisedText,
     *,
     file: str | None = None,
     line: int | None = None,
     end_line: int | None = None,
-    title: str | None = None,
+    title: SanitisedText | None = None,
 ) -> str:
-    """One ``::error``/``::warning``/``::notice`` line with every untrusted part escaped."""
+    """One ``::error``/``::warning``/``::notice`` line with every untrusted part escaped. The message
+    and title GitHub shows are sanitised plain text (O-03) before they are escaped for the runner."""
     if level not in LEVELS:
         raise ValueError(f"annotation level must be one of {sorted(LEVELS)}")
     props: list[str] = []

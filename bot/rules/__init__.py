@@ -9,7 +9,7 @@ comments blanked, so no comment in the PR changes what is reported (P-01); only 
 from __future__ import annotations
 
 from bot.models import Changeset, FileStatus, Finding
-from bot.rules import migrations, reliability, secrets, security, sql
+from bot.rules import migrations, reliability, secrets, security, sql, unicode
 from bot.rules.base import Check, Rule, Source, language_of
 
 __all__ = ["RULES", "Rule", "language_of", "run_rules"]
@@ -20,6 +20,7 @@ _CHECKS: tuple[Check, ...] = (
     *security.CHECKS,
     *reliability.CHECKS,
     *migrations.CHECKS,
+    *unicode.CHECKS,
 )
 RULES: tuple[Rule, ...] = tuple(c.rule for c in _CHECKS)
 
@@ -64,7 +65,7 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                         severity=r.severity,
                         category=r.category,
                         title=r.title,
-                        body=f"{r.message} {r.fix_for(language)}",
+                        body=" ".join(x for x in (r.message, hit.detail, r.fix_for(language)) if x),
                         evidence=src.raw[i].rstrip(),
                         source=r.id,
                         confidence=r.confidence,

@@ -44,6 +44,7 @@ class Rule:
 class Hit:
     index: int  # index into Source.lines
     suggestion: str | None = None
+    detail: str | None = None  # what this occurrence is, between the rule's message and its fix
 
 
 @dataclass(frozen=True)

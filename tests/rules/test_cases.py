@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.rules import RULES
+from tests.rules.test_unicode import CLEAN as UNICODE_CLEAN
+from tests.rules.test_unicode import FLAG as UNICODE_FLAG
 from tests.rules.util import findings, hits
 
 # (rule id, path, code, 1-based line that must be flagged)
@@ -715,6 +717,9 @@ CLEAN: list[tuple[str, str, str]] = [
     ("py-http-no-timeout", "app/notify.py", 'requests.get("http://x/#a", timeout=5)  # requests.get(u)'),
     ("py-http-no-timeout", "app/notify.py", 'requests.get(\n    "http://x/#a", timeout=5,\n)'),
 ]
+
+FLAG += UNICODE_FLAG
+CLEAN += UNICODE_CLEAN
 
 
 def _case_id(case: tuple[str, ...]) -> str:

@@ -22,10 +22,12 @@ from bot.models import Changeset, FileDiff, Severity
 from bot.pipeline import ReviewInputs, review_workspace
 from bot.review import conclusion
 from bot.rules import run_rules
+from bot.rules.unicode import hidden_characters
 from tests.rules.test_cases import FLAG
 from tests.rules.util import changeset, file_diff
 from tests.support.gitrepo import init_repo
 
+HIDDEN_RULES = {"bidi-control", "invisible-character"}
 SEED = 20250101
 VARIANTS_PER_CASE = 6
 
@@ -111,6 +113,10 @@ def test_p01_persuasion_never_changes_offline_findings() -> None:
             else:
                 want = _hits(_variant(path, code, line, NEUTRAL, where, extra), path)
             got = _hits(_variant(path, code, line, text, where, extra), path)
+            if where != "instruction-file" and hidden_characters(text):
+                # P-03: hidden characters in the comment are a finding of their own; P-01 is about the rest
+                assert {r for r, _ in got} & HIDDEN_RULES, text
+                got = {h for h in got if h[0] not in HIDDEN_RULES or h in want}
             if got != want:
                 failures.append(
                     f"{rule} {path} [{where}] {text!r}: {sorted(want - got)} lost, {sorted(got - want)} added"

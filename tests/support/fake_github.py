@@ -385,6 +385,9 @@ class FakeGitHub:
         self.requests: list[RecordedRequest] = []
         self.git_requests: list[GitRequest] = []
         self.faults: list[FaultRule] = []
+        self.git_remote_errors: list[
+            str
+        ] = []  # next git fetches answered "ERR <message>" (see git_error_next)
         self.manifest_codes: set[str] = set()  # codes the manifest flow would hand to the browser
         self.manifest_posts: list[dict[str, Any]] = []  # what the stand-in App-creation page received
         self.token_mint_errors: list[str] = []  # why a mint was refused (JWT problems etc.)
@@ -617,6 +620,12 @@ class FakeGitHub:
         with self.lock:
             self.faults.append(rule)
         return rule
+
+    def git_error_next(self, message: str, times: int = 1) -> None:
+        """Answer the next ``times`` git ref advertisements with ``ERR <message>``, which real git prints
+        to stderr as ``fatal: remote error: <message>``: hostile text in a git failure."""
+        with self.lock:
+            self.git_remote_errors.extend([message] * times)
 
     def rate_limit_next(
         self,
@@ -1703,6 +1712,16 @@ class FakeGitHub:
         if rec.service not in (None, "git-upload-pack") or m["rest"].endswith("receive-pack"):
             rec.status = 403
             return _Response(403, b"read-only\n", {"Content-Type": "text/plain"})
+        with self.lock:
+            remote_error = self.git_remote_errors.pop(0) if self.git_remote_errors else None
+        if remote_error is not None:
+            rec.status = 200
+            line = f"ERR {remote_error}\n".encode()
+            return _Response(
+                200,
+                b"%04x" % (len(line) + 4) + line,
+                {"Content-Type": f"application/x-{rec.service or 'git-upload-pack'}-advertisement"},
+            )
         config = {
             "uploadpack.allowAnySHA1InWant": "true",
             "uploadpack.allowReachableSHA1InWant": "true",
