@@ -437,11 +437,11 @@ class GitHubClient:
     ) -> int:
         """The check run for this job: an earlier attempt's run still in progress (its worker died) is
         taken over, so a retried job never leaves a check spinning; otherwise a new one."""
-        for check_id in await self.open_check_runs(pr, head_sha, name=name, external_id=external_id):
+        for check_id in await self.unfinished_check_runs(pr, head_sha, name=name, external_id=external_id):
             return check_id
         return await self.create_check_run(pr, head_sha, name=name, external_id=external_id)
 
-    async def open_check_runs(
+    async def unfinished_check_runs(
         self, pr: PullRequestRef, head_sha: str, *, name: str, external_id: str
     ) -> list[int]:
         """The runs named ``name`` on ``head_sha`` opened for ``external_id`` and not completed yet."""

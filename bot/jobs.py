@@ -218,7 +218,7 @@ class ReviewJobRunner:
             async with self.deps.github.installation_session(job, write=True) as gw:
                 # a command's record has no head: its earlier attempt pinned the live head of its time
                 head = job.head_sha or (await gw.get_pull(job.pr)).head_sha
-                for check_id in await gw.open_check_runs(
+                for check_id in await gw.unfinished_check_runs(
                     job.pr, head, name=CHECK_NAME, external_id=claimed.id
                 ):
                     await gw.complete_check_run(
