@@ -300,7 +300,9 @@ def _head_lines(hunks: list[Hunk]) -> list[str]:
     """Texts of the new file's first lines visible in the diff, where generated-code markers sit."""
     if not hunks or hunks[0].new_start > _MARKER_LINES:
         return []
-    return [ln.text for ln in islice(hunks[0].lines, 2 * _MARKER_LINES) if ln.kind != "-"][:_MARKER_LINES]
+    shown = (ln.text for ln in islice(hunks[0].lines, 2 * _MARKER_LINES) if ln.kind != "-")
+    # a marker opens its line: a bounded prefix finds it, and a 20 MB one-line file costs nothing
+    return [text[:500] for text in islice(shown, _MARKER_LINES)]
 
 
 def parse_diff(

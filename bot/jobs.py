@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot import metrics
 from bot.agent.providers import Provider
 from bot.agent.runner import AgentBudgets
 from bot.checkout import GitSource, workspace
@@ -264,6 +265,7 @@ class ReviewJobRunner:
         deps = self.deps
         decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
         assert isinstance(decision, Enqueue)
+        fetch_started = metrics.clock()
         async with deps.github.installation_session(job, write=False) as gh:
             pull = await gh.get_pull(job.pr)
             if pull.state != "open":
@@ -290,6 +292,7 @@ class ReviewJobRunner:
             if isinstance(decision, Enqueue) and decision.needs_permission_check:
                 permission = await gh.get_permission(job.pr, decision.needs_permission_check)
                 decision = authorize(decision, permission)
+        metrics.phase_since("fetch", fetch_started)
         job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
         if isinstance(decision, Ignore):
             if decision.react and job.comment_id is not None:
@@ -378,8 +381,10 @@ class ReviewJobRunner:
         agent = outcome.agent
         if agent is not None and agent.usage is not None:
             await deps.ledger.add(installation, agent.usage.input_tokens + agent.usage.output_tokens)
+            metrics.model_usage(installation, agent.usage)
         try:
-            return await self._publish(claimed, job, check_id, outcome)
+            with metrics.phase("publish"):
+                return await self._publish(claimed, job, check_id, outcome)
         except Superseded:
             raise  # _publish closed the check run as superseded itself
         except BaseException as exc:
@@ -432,6 +437,7 @@ class ReviewJobRunner:
             if deps.git_base_url:
                 url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
             source = GitSource.https(url, gh.token)
+            checkout_started = metrics.clock()
             async with workspace(
                 source,
                 job.head_sha,
@@ -439,6 +445,7 @@ class ReviewJobRunner:
                 scratch_root=deps.scratch_root,
                 max_bytes=deps.limits.max_checkout_bytes,
             ) as ws:
+                metrics.phase_since("checkout", checkout_started)
                 diff_base = None
                 if incremental and last is not None and await ws.is_ancestor(last):
                     diff_base = last
@@ -516,6 +523,7 @@ class ReviewJobRunner:
                     review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+                metrics.review_posted(draft.findings)
             await gw.complete_check_run(
                 job.pr,
                 check_id,

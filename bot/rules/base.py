@@ -153,6 +153,13 @@ _DIRECTION = re.compile(
 _SQL_DIRECTIVE = re.compile(r"^\s*--\s*\+?(?:goose\s+|migrate[:\s]\s*)(?:up|down)\b", re.I)
 
 
+MAX_CODE_LINE = 10_000  # chars: longer lines are machine-made; the checks read them as blank
+
+
+def _blank_long(line: str) -> str:
+    return "" if len(line) > MAX_CODE_LINE else line
+
+
 class Source:
     """The RIGHT side of one file's hunks, with helpers to read statements around an added line."""
 
@@ -180,8 +187,15 @@ class Source:
                 hunk_of.append(hid)
             # Each hunk is lexed on its own: what lies between hunks is unknown.
             code.extend(strip_comments(lines[first:], language, mid_file=h.new_start > 1))
+        # A machine-made line (bundle, data dump, one-line generated file) is not code anyone reads: it is
+        # blanked in both views, so no check scans megabytes of it (a 20 MB one-line file took 20 s).
+        long_lines = any(len(t) > MAX_CODE_LINE for t in lines)
+        if long_lines:
+            code = [_blank_long(c) for c in code]
+        self._readable_raw = [_blank_long(t) for t in lines] if long_lines else lines
         self.raw = lines  # the head file's lines: evidence, and what in_comments checks read
-        # Comments blanked, same lengths, so columns agree with raw; the raw list itself when no comment.
+        # Comments blanked, same lengths (but for blanked long lines), so columns agree with raw; the raw
+        # list itself when there is neither.
         self.lines = lines if code == lines else code
         self.nos = nos
         self.added = added
@@ -189,7 +203,7 @@ class Source:
         self.text = "\n".join(code)
         starts = []
         pos = 0
-        for t in lines:
+        for t in code:  # the views' line lengths: raw but for blanked machine-made lines
             starts.append(pos)
             pos += len(t) + 1
         self._starts = starts
@@ -200,12 +214,12 @@ class Source:
 
     def raw_view(self) -> Source:
         """This view with the comments left in (for checks that look for secrets in any text)."""
-        if self.raw is self.lines:
+        if self._readable_raw is self.lines:
             return self
         if self._raw_view is None:
             view = copy.copy(self)
-            view.lines = self.raw
-            view.text = "\n".join(self.raw)
+            view.lines = self._readable_raw
+            view.text = "\n".join(self._readable_raw)
             view._lower = None
             view._code_idx = None
             view.candidates = None
