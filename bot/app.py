@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,6 +135,7 @@ def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, w
             concurrency=workers,
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease_seconds,
+            grace_seconds=settings.drain_seconds,
         ),
     )
 
@@ -211,10 +212,23 @@ class WorkerThread:
             await rt.worker.run(self._stop)
 
 
+RECEIVER_SHUTDOWN_SECONDS = 5.0
+"""On a stop, how long in-flight webhook requests may take before `serve` closes them (then the drain)."""
+
+
 async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from bot.server import create_app, uvicorn_config
+
+    class Server(uvicorn.Server):
+        """uvicorn's server without its signal handling: after its own shutdown uvicorn re-raises the
+        stop signal, which killed `serve` (status -15) before its workers drained. `_serve` handles
+        the signals instead, for the whole shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
     settings.require_serve()
     if settings.workers > 0:
@@ -225,9 +239,17 @@ async def _serve(settings: Settings) -> None:
     if workers is not None:
         await asyncio.to_thread(workers.start)
     queue = open_queue(settings.database_url)
+    loop = asyncio.get_running_loop()
     try:
         app = create_app(settings, queue, on_enqueued=workers.notify if workers else None)
-        server = uvicorn.Server(uvicorn_config(app, settings))
+        server = Server(uvicorn_config(app, settings, timeout_graceful_shutdown=RECEIVER_SHUTDOWN_SECONDS))
+
+        def on_signal(sig: signal.Signals) -> None:
+            log.info("stopping", signal=sig.name, drain_seconds=settings.drain_seconds)
+            server.should_exit = True  # stop accepting; then the workers drain (finally below)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
         log.info(
             "serving",
             host=settings.host,
@@ -240,6 +262,7 @@ async def _serve(settings: Settings) -> None:
         if workers is not None:
             await asyncio.to_thread(workers.stop)
         await queue.close()
+        log.info("stopped")
 
 
 def run_serve(args: argparse.Namespace) -> int:

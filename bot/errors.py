@@ -66,7 +66,14 @@ class SecretLeak(Permanent):
 
 
 class Superseded(Permanent):
-    """The pull request's head moved on; this review is no longer wanted."""
+    """The pull request's head moved on; this review is no longer wanted.
+
+    ``live_head`` is the head it moved to when that head still wants a job (the worker makes sure
+    one is queued); None when there is nothing newer to review."""
+
+    def __init__(self, message: str, live_head: str | None = None) -> None:
+        super().__init__(message)
+        self.live_head = live_head
 
 
 class NotAuthorized(Permanent):

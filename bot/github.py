@@ -439,16 +439,25 @@ class GitHubClient:
     ) -> int:
         """The check run for this job: an earlier attempt's run still in progress (its worker died) is
         taken over, so a retried job never leaves a check spinning; otherwise a new one."""
+        for check_id in await self.unfinished_check_runs(pr, head_sha, name=name, external_id=external_id):
+            return check_id
+        return await self.create_check_run(pr, head_sha, name=name, external_id=external_id)
+
+    async def unfinished_check_runs(
+        self, pr: PullRequestRef, head_sha: str, *, name: str, external_id: str
+    ) -> list[int]:
+        """The runs named ``name`` on ``head_sha`` opened for ``external_id`` and not completed yet."""
         resp = await self._request(
             "GET",
             f"{self._repo_path(pr)}/commits/{head_sha}/check-runs",
             "list check runs",
             params={"check_name": name, "filter": "all", "per_page": 100},
         )
-        for run in resp.json().get("check_runs") or []:
-            if run.get("external_id") == external_id and run.get("status") != "completed":
-                return int(run["id"])
-        return await self.create_check_run(pr, head_sha, name=name, external_id=external_id)
+        return [
+            int(run["id"])
+            for run in resp.json().get("check_runs") or []
+            if run.get("external_id") == external_id and run.get("status") != "completed"
+        ]
 
     async def complete_check_run(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.repocache import RepoCache
-from bot.review import parse_markers
+from bot.review import MAX_BODY, parse_markers
 from bot.sanitize import (
     Sanitised,
     SanitisedText,
@@ -67,7 +68,9 @@ from bot.sanitize import (
     hidden_marker,
     inert_plain,
     plain_text,
+    truncate,
 )
+from bot.worker import SHUTDOWN
 
 log = get_logger(__name__)
 
@@ -137,15 +140,51 @@ def _facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
     return PrFacts(author=pull.user_login, title=pull.title, labels=pull.labels, draft=pull.draft, fork=fork)
 
 
-async def _bot_fingerprints(gh: GitHubClient, job: ReviewJob) -> frozenset[str]:
-    """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
-    could otherwise paste markers to silence findings)."""
+# The last line of every review this App posts: the job that posted it and the head it reviewed in
+# full. Only the exact format counts, and only in this App's own reviews, on the commit GitHub
+# recorded the review against (an author could otherwise paste one to shrink the next review).
+_JOB_MARKER = re.compile(r"<!-- backend-review job=([\w.:-]{1,64})(?: head=([0-9a-f]{40}))? -->")
+
+
+def job_marker(job_id: str, head_sha: str) -> Sanitised:
+    return hidden_marker(f"job={job_id} head={head_sha}")
+
+
+@dataclass(frozen=True)
+class ReviewHistory:
+    """What this App's own earlier reviews on the PR say."""
+
+    fingerprints: frozenset[str] = frozenset()
+    last_head: str | None = None  # the head of the newest review this App posted
+    last_job: str | None = None  # the job that posted it
+
+
+def review_history(
+    reviews: list[dict[str, object]], is_ours: Callable[[dict[str, object]], bool]
+) -> ReviewHistory:
     found: set[str] = set()
+    last_head = last_job = None
+    for review in reviews:  # GitHub lists them oldest first
+        if not is_ours(review):
+            continue
+        body = str(review.get("body") or "")
+        found |= parse_markers(body)
+        commit = review.get("commit_id")
+        for match in _JOB_MARKER.finditer(body):
+            head = match[2] or commit  # reviews posted before the head was in the marker
+            if isinstance(head, str) and head == commit:
+                last_head, last_job = head, match[1]
+    return ReviewHistory(frozenset(found), last_head, last_job)
+
+
+async def _history(gh: GitHubClient, job: ReviewJob) -> ReviewHistory:
+    """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
+    could otherwise paste markers to silence findings), and the last head it reviewed."""
+    history = review_history(await gh.list_reviews(job.pr), gh.is_ours)
+    found: set[str] = set(history.fingerprints)
     for body in await gh.list_review_comment_bodies(job.pr, ours_only=True):
         found |= parse_markers(body)
-    for body in await gh.list_review_bodies(job.pr, ours_only=True):
-        found |= parse_markers(body)
-    return frozenset(found)
+    return dataclasses.replace(history, fingerprints=frozenset(found))
 
 
 class ReviewJobRunner:
@@ -157,7 +196,40 @@ class ReviewJobRunner:
     async def __call__(self, claimed: ClaimedJob) -> str:
         job = claimed.job
         with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job), attempt=claimed.attempt):
-            return await self._run(claimed)
+            try:
+                outcome = await self._run(claimed)
+            except Superseded as exc:
+                moved = f" by {exc.live_head[:7]}" if exc.live_head else ""
+                await self._close_orphans(
+                    claimed, "skipped", plain_text(f"Superseded{moved}"), inert_plain(f"{exc}.")
+                )
+                raise
+            await self._close_orphans(
+                claimed, "neutral", plain_text("Review skipped"), inert_plain(f"{outcome}.")
+            )
+            return outcome
+
+    async def _close_orphans(
+        self, claimed: ClaimedJob, conclusion: str, title: SanitisedText, summary: Sanitised
+    ) -> None:
+        """A retried job ending without a review: complete the check run an earlier attempt opened and
+        could not close (its worker was killed), so no check is left spinning. The first attempt has
+        none, and a run this attempt completed is not listed."""
+        if claimed.attempt < 2:
+            return
+        job = claimed.job
+        try:
+            async with self.deps.github.installation_session(job, write=True) as gw:
+                # a command's record has no head: its earlier attempt pinned the live head of its time
+                head = job.head_sha or (await gw.get_pull(job.pr)).head_sha
+                for check_id in await gw.unfinished_check_runs(
+                    job.pr, head, name=CHECK_NAME, external_id=claimed.id
+                ):
+                    await gw.complete_check_run(
+                        job.pr, check_id, conclusion=conclusion, title=title, summary=summary
+                    )
+        except Exception as exc:  # best effort: the job's own outcome stands
+            log.warning("could not close an earlier attempt's check run", error=type(exc).__name__)
 
     async def on_dead(self, claimed: ClaimedJob, error: BaseException) -> None:
         """The job failed for good: say so on the PR (a neutral check; 😕 on a command)."""
@@ -203,8 +275,18 @@ class ReviewJobRunner:
                 return "skipped: pull request is not open"
             # C-05: a command pins the head it was authorised on; a push-triggered job owns its SHA
             head_sha = job.head_sha or pull.head_sha
+            history = await _history(gh, job)
             if pull.head_sha != head_sha:
-                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}")
+                # deliveries come in any order and can be lost: the live head gets a job of its own
+                # (the worker queues it) unless this App's newest review is already on it
+                wanted = pull.head_sha if history.last_head != pull.head_sha else None
+                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
+            if (
+                job.trigger == "synchronize"
+                and history.last_head == head_sha
+                and history.last_job != claimed.id
+            ):
+                return "skipped: this head was already reviewed"
             if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
                 return "skipped: the command comment was deleted"
             config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
@@ -213,7 +295,6 @@ class ReviewJobRunner:
             if isinstance(decision, Enqueue) and decision.needs_permission_check:
                 permission = await gh.get_permission(job.pr, decision.needs_permission_check)
                 decision = authorize(decision, permission)
-            posted = await _bot_fingerprints(gh, job) if isinstance(decision, Enqueue) else frozenset()
         metrics.phase_since("fetch", fetch_started)
         job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
         if isinstance(decision, Ignore):
@@ -232,7 +313,7 @@ class ReviewJobRunner:
             async with deps.github.installation_session(job, write=True) as gw:
                 await gw.post_issue_comment(job.pr, reply)
             return f"replied: {decision.kind}"
-        return await self._review(claimed, job, pull, config, problems, posted)
+        return await self._review(claimed, job, pull, config, problems, history)
 
     async def _neutral_check(
         self, job: ReviewJob, external_id: str, title: SanitisedText, summary: Sanitised
@@ -263,7 +344,7 @@ class ReviewJobRunner:
         pull: PullInfo,
         config: RepoConfig,
         problems: list[str],
-        posted: frozenset[str],
+        history: ReviewHistory,
     ) -> str:
         deps = self.deps
         too_large = self._gate(pull)
@@ -287,7 +368,7 @@ class ReviewJobRunner:
             await provider.aclose()
             provider = None
         try:
-            outcome = await self._review_core(job, pull, config, notes, posted, provider)
+            outcome = await self._review_core(job, pull, config, notes, history, provider)
         except BudgetExceeded as exc:  # the diff or the checkout is over its cap (D-01, S-09)
             async with deps.github.installation_session(job, write=True) as gw:
                 # our own message (counts and limits), still sanitised like any text we post
@@ -320,17 +401,23 @@ class ReviewJobRunner:
         pull: PullInfo,
         config: RepoConfig,
         notes: list[str],
-        posted: frozenset[str],
+        history: ReviewHistory,
         provider: Provider | None,
     ) -> ReviewOutcome:
         deps = self.deps
-        # a gated repository (fail_on) needs every finding that still stands for its conclusion, so each
-        # push gets a full review there; fingerprints still keep earlier comments from being repeated
+        # A push is reviewed from the last head this App actually reviewed (its own marker), never from
+        # the push's `before`: pushes coalesced in the queue, lost or out-of-order deliveries and quiet
+        # pushes would otherwise drop files nobody reviewed. No such head (or history rewritten): the
+        # merge base. A gated repository (fail_on) needs every finding that still stands for its
+        # conclusion, so each push gets a full review there; fingerprints keep earlier comments from
+        # being repeated.
+        last = history.last_head
         incremental = (
             job.trigger == "synchronize"
             and not job.full
-            and job.before_sha is not None
             and config.fail_on is None
+            and last is not None
+            and last != job.head_sha
         )
         option = job.extra.get("option", "")
         focus = config.focus
@@ -345,7 +432,7 @@ class ReviewJobRunner:
             filters=PathFilters(include=config.include, exclude=config.exclude),
             max_inline=config.max_inline_comments,
             fail_on=config.fail_on,
-            already_posted=posted,
+            already_posted=history.fingerprints,
             notes=tuple(notes),
         )
         async with deps.github.installation_session(job, write=False) as gh:
@@ -366,8 +453,9 @@ class ReviewJobRunner:
             ) as ws:
                 metrics.phase_since("checkout", checkout_started)
                 diff_base = None
-                if incremental and job.before_sha and await ws.is_ancestor(job.before_sha):
-                    diff_base = job.before_sha
+                if incremental and last is not None and await ws.is_ancestor(last):
+                    diff_base = last
+                log.info("diff base", base=(diff_base or "merge base")[:12])
                 inputs = dataclasses.replace(inputs, diff_base=diff_base)
                 return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
 
@@ -375,11 +463,17 @@ class ReviewJobRunner:
         self, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
     ) -> None:
         """Never leave a check spinning: close it, saying whether the job will be retried."""
-        if isinstance(exc, asyncio.CancelledError):
-            # shutdown or a lost lease: the job is claimed again and that attempt takes this run over
+        shutdown = isinstance(exc, asyncio.CancelledError) and exc.args == (SHUTDOWN,)
+        if isinstance(exc, asyncio.CancelledError) and not shutdown:
+            # a lost lease: the worker that took the job over takes this run over too
             return
         retrying = isinstance(exc, Retryable) and claimed.attempt < self.deps.limits.max_attempts
-        if isinstance(exc, Superseded):
+        if shutdown:
+            # past the drain grace: the job's lease expires and a retry reviews it, perhaps never if
+            # the fleet stays down, so the run is closed now and the retry opens its own
+            conclusion, title = "neutral", "Review interrupted by a shutdown; it will be retried"
+            summary = fixed("Review interrupted by a shutdown. It will be retried.")
+        elif isinstance(exc, Superseded):
             conclusion, title, summary = "skipped", "Superseded by a newer push", fixed("Superseded.")
         elif retrying:
             conclusion, title = "neutral", "Review interrupted; retrying"
@@ -388,7 +482,7 @@ class ReviewJobRunner:
             conclusion, title = "neutral", "Review failed"
             summary = compose("Review failed: {}", failure_reason(exc))
         try:
-            async with self.deps.github.installation_session(job, write=True) as gw:
+            async with asyncio.timeout(10), self.deps.github.installation_session(job, write=True) as gw:
                 await gw.complete_check_run(
                     job.pr, check_id, conclusion=conclusion, title=plain_text(title), summary=summary
                 )
@@ -404,7 +498,7 @@ class ReviewJobRunner:
         if self.deps.lease_check is not None and not await self.deps.lease_check(claimed):
             raise Superseded("the job's lease was taken over by another worker")
         # W-04: the job's own marker lets a retry see that its review went out before a later step failed
-        job_marker = hidden_marker(f"job={claimed.id}")
+        marker = job_marker(claimed.id, job.head_sha)
         async with self.deps.github.installation_session(job, write=True) as gw:
             live = await gw.get_pull(job.pr)
             if live.head_sha != job.head_sha:
@@ -412,12 +506,14 @@ class ReviewJobRunner:
                     job.pr,
                     check_id,
                     conclusion="skipped",
-                    title=plain_text("Superseded by a newer push"),
+                    title=plain_text(f"Superseded by {live.head_sha[:7]}"),
                     summary=compose(
-                        "The head moved to {} before this review was posted.", code_span(live.head_sha[:7])
+                        "The head moved to {} before this review was posted.", code_span(live.head_sha)
                     ),
                 )
-                raise Superseded(f"head moved to {live.head_sha[:7]} during the review")
+                raise Superseded(
+                    f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha
+                )
             # Quiet by design: a push that brings nothing new gets the check run only.
             wants_review = bool(draft.comments or draft.file_comments or draft.findings)
             if job.trigger in ("command", "opened", "reopened", "ready_for_review"):
@@ -425,9 +521,11 @@ class ReviewJobRunner:
             review_id = None
             if wants_review:
                 if claimed.attempt > 1:
-                    review_id = await _own_review(gw, job, job_marker)
+                    review_id = await _own_review(gw, job, marker)
                 if review_id is None:
-                    marked = dataclasses.replace(draft, body=compose("{}\n\n{}", draft.body, job_marker))
+                    # never cut off by the body limit: the next review's diff base is read from it
+                    body = truncate(draft.body, MAX_BODY - len(marker) - 2)
+                    marked = dataclasses.replace(draft, body=compose("{}\n\n{}", body, marker))
                     review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
@@ -453,13 +551,13 @@ class ReviewJobRunner:
         return f"posted review {review_id} with {len(draft.comments)} inline comments"
 
 
-async def _own_review(gw: GitHubClient, job: ReviewJob, job_marker: str) -> int | None:
+async def _own_review(gw: GitHubClient, job: ReviewJob, marker: str) -> int | None:
     """The review an earlier attempt of this job already posted on this head, if any."""
     for review in await gw.list_reviews(job.pr):
         if (
             gw.is_ours(review)
             and review.get("commit_id") == job.head_sha
-            and job_marker in str(review.get("body") or "")
+            and marker in str(review.get("body") or "")
         ):
             return int(review["id"])
     return None

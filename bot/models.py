@@ -272,7 +272,7 @@ class ReviewJob:
     trigger: Trigger
     delivery_id: str
     base_sha: str | None = None
-    before_sha: str | None = None  # synchronize: the previous head, for incremental review
+    before_sha: str | None = None  # synchronize: the previous head; orders late deliveries, never a diff base
     full: bool = False  # `/backend-review full` or history rewritten
     comment_id: int | None = None  # the command comment, for reactions
     sender: str | None = None

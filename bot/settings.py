@@ -52,6 +52,12 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("WORKERS", "2", "Concurrent review jobs per worker process."),
     ("MAX_ATTEMPTS", "3", "Attempts per job before it is dead-lettered (D-05)."),
     ("LEASE_SECONDS", "60", "Job lease; a killed worker's job is taken up again once it expires."),
+    (
+        "DRAIN_SECONDS",
+        "30",
+        "On SIGTERM, how long running reviews may finish before they are left to a retry. Keep the "
+        "supervisor's stop timeout above it (deploy/: 60 s).",
+    ),
     ("MAX_FILES", "300", "Size gate: changed files per PR."),
     ("MAX_CHANGED_LINES", "5000", "Size gate: added plus deleted lines per PR."),
     ("MAX_DIFF_BYTES", "2000000", "Size gate: bytes of the unified diff a review reads (D-01)."),
@@ -123,6 +129,7 @@ class Settings:
     workers: int = 2
     max_attempts: int = 3
     lease_seconds: float = 60.0
+    drain_seconds: float = 30.0
     max_files: int = 300
     max_changed_lines: int = 5000
     max_diff_bytes: int = 2_000_000
@@ -329,6 +336,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         workers=_int(env, "WORKERS", 1, 256),
         max_attempts=_int(env, "MAX_ATTEMPTS", 1, 20),
         lease_seconds=_float(env, "LEASE_SECONDS", 1.0),
+        drain_seconds=_float(env, "DRAIN_SECONDS", 0.0),
         max_files=_int(env, "MAX_FILES", 1),
         max_changed_lines=_int(env, "MAX_CHANGED_LINES", 1),
         max_diff_bytes=_int(env, "MAX_DIFF_BYTES", 1),

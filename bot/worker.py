@@ -3,7 +3,8 @@
 Per claimed job: a heartbeat task renews the lease every ``lease_seconds / 3``; the handler's return
 value is the recorded outcome. Errors map onto the queue (D-05):
 
-- :class:`~bot.errors.Superseded` → complete with outcome ``"superseded"`` (the head moved on);
+- :class:`~bot.errors.Superseded` → complete with outcome ``"superseded"`` (the head moved on); when
+  the head it moved to still wants a review (``live_head``), a job for that head is queued first;
 - :class:`~bot.errors.Retryable` → retry after :func:`~bot.backoff.backoff_delay` (honouring its
   ``retry_after``), or once ``max_attempts`` attempts were made, fail and call ``on_dead``;
 - :class:`~bot.errors.Permanent` → fail and call ``on_dead`` (the pipeline posts a visible failure);
@@ -17,13 +18,15 @@ The per-installation concurrency limit (D-04) is enforced by the queue's ``claim
 ``max_running_per_installation``), so it holds across every worker process sharing the queue.
 
 Shutdown (``stop`` set): slots stop claiming; running jobs get ``grace_seconds`` to finish, then are
-cancelled without touching the queue — their leases expire and another worker retries them.
+cancelled (with the message :data:`SHUTDOWN`, so a handler can close what it opened) without touching
+the queue — their leases expire and another worker retries them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -47,6 +50,9 @@ DeadHook = Callable[[ClaimedJob, BaseException], Awaitable[None]]
 """Called once when a job is failed for good, with the error that killed it."""
 
 log = get_logger("bot.worker")
+
+SHUTDOWN = "shutdown"
+"""The cancel message of a job cut off by the drain grace (a lost lease cancels without one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,7 @@ class Worker:
             self._wake.set()
             _, unfinished = await asyncio.wait(slots, timeout=self._config.grace_seconds)
             for task in unfinished:
-                task.cancel()
+                task.cancel(SHUTDOWN)  # reaches the handler, which closes its check run (not on a lost lease)
             await asyncio.gather(*slots, return_exceptions=True)
             log.info("worker stopped", worker=self.worker_id, cancelled=len(unfinished))
 
@@ -164,7 +170,11 @@ class Worker:
                 log.warning("lease lost; job abandoned")
             except Superseded as exc:
                 log.info("job superseded", reason=str(exc))
-                await self._queue.complete(claimed, "superseded")
+                if exc.live_head:
+                    await self._follow_up(claimed, exc.live_head)
+                    await self._queue.complete(claimed, f"superseded by {exc.live_head[:7]}")
+                else:
+                    await self._queue.complete(claimed, "superseded")
                 metrics.job_finished("superseded")
             except Retryable as exc:
                 await self._retry_or_dead(claimed, exc, exc.retry_after)
@@ -181,6 +191,30 @@ class Worker:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+
+    async def _follow_up(self, claimed: ClaimedJob, live_head: str) -> None:
+        """Make sure the head a superseded job found gets a job of its own: its delivery may be lost,
+        or it came before an older one (GitHub guarantees no order). Queued before this job completes,
+        under a delivery id derived from this job, so a crash in between cannot lose it or double it;
+        the queue's rules merge it into a job already pending, running or done for that head, and
+        refuse it if a newer head is known (STALE)."""
+        job = claimed.job
+        follow = dataclasses.replace(
+            job,
+            head_sha=live_head,
+            trigger="synchronize",
+            delivery_id=f"{claimed.id}:live-head",
+            base_sha=None,
+            before_sha=job.head_sha or None,
+            full=False,
+            comment_id=None,
+            check_run_id=None,
+            extra={},
+        )
+        result = await self._queue.enqueue(follow)
+        log.info("live head queued", head=live_head[:7], outcome=result.outcome.value, job_id=result.job_id)
+        if result.created:
+            self._wake.set()
 
     async def _heartbeat(
         self, claimed: ClaimedJob, task: asyncio.Task[str], lease_lost: asyncio.Event
@@ -230,4 +264,4 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-__all__ = ["DeadHook", "JobHandler", "Worker", "WorkerConfig"]
+__all__ = ["SHUTDOWN", "DeadHook", "JobHandler", "Worker", "WorkerConfig"]

@@ -83,6 +83,7 @@ def job(
     installation: int = 7,
     full: bool = False,
     sender: str | None = None,
+    before: str | None = None,
 ) -> ReviewJob:
     if sender is None and trigger in ("command", "rerequested"):
         sender = "alice"  # every command and re-run has one
@@ -94,6 +95,7 @@ def job(
         comment_id=comment,
         full=full,
         sender=sender,
+        before_sha=None if before is None else (before * 40)[:40],
     )
 
 
@@ -327,6 +329,109 @@ def test_d03_push_storm_is_debounced_and_superseded_jobs_never_run(store: Opener
         records = await q.jobs()
         assert [r.state for r in records].count(JobState.SUPERSEDED) == 19
         assert all(r.attempts == 0 for r in records if r.state is JobState.SUPERSEDED)
+
+    run(store, body)
+
+
+def test_coalesced_pushes_end_in_one_job_for_the_newest_head(store: Opener) -> None:
+    """Issue 9.1 at queue level: opened at h0, then pushes h1 and h2 before anything ran: one job,
+    for h2, whose record still names only the last push's ``before`` — the worker must not take that
+    as its diff base (tests/app/test_job_semantics.py covers that side)."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(sha="0", trigger="opened"), delay_seconds=0.2)
+        await q.enqueue(job(sha="1", before="0"), delay_seconds=0.2)
+        last = await q.enqueue(job(sha="2", before="1"), delay_seconds=0.2)
+        assert last.outcome is EnqueueOutcome.REPLACED
+        await asyncio.sleep(0.3)
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None and claimed.id == last.job_id
+        assert claimed.job.head_sha == "2" * 40 and claimed.job.before_sha == "1" * 40
+        assert await q.claim("w", LEASE) is None
+        assert await states(q) == [JobState.SUPERSEDED, JobState.SUPERSEDED, JobState.RUNNING]
+
+    run(store, body)
+
+
+def test_out_of_order_older_push_never_replaces_the_newer_pending_job(store: Opener) -> None:
+    """Issue 9.2: synchronize for h2 arrives, then the older synchronize for h1. The lane keeps h2."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        newer = await q.enqueue(job(sha="2", before="1"))
+        older = await q.enqueue(job(sha="1", before="0"))
+        assert older.outcome is EnqueueOutcome.STALE and not older.created
+        assert older.job_id == newer.job_id
+        # the opened event of h0, later still: older than both
+        opened = await q.enqueue(job(sha="0", trigger="opened"))
+        assert opened.outcome is EnqueueOutcome.STALE
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None and claimed.id == newer.job_id and claimed.job.head_sha == "2" * 40
+        assert await states(q) == [JobState.RUNNING, JobState.SUPERSEDED, JobState.SUPERSEDED]
+
+    run(store, body)
+
+
+def test_out_of_order_older_push_after_the_newer_one_ran_queues_nothing(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(sha="2", before="1"))
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None
+        late = await q.enqueue(job(sha="1", before="0"))  # while h2 runs
+        assert late.outcome is EnqueueOutcome.STALE
+        await q.complete(claimed, "posted")
+        later = await q.enqueue(job(sha="1", before="0", delivery="d-late"))
+        assert later.outcome is EnqueueOutcome.STALE
+        assert await q.claim("w", LEASE) is None
+        records = await q.jobs()
+        assert [r.state for r in records] == [JobState.DONE, JobState.SUPERSEDED, JobState.SUPERSEDED]
+        assert records[1].outcome == f"stale: older than {claimed.id}" and records[1].attempts == 0
+        # on record like any handled delivery: a redelivery is a duplicate
+        again = await q.enqueue(job(sha="1", before="0", delivery="d-late"))
+        assert again.outcome is EnqueueOutcome.DUPLICATE_DELIVERY
+
+    run(store, body)
+
+
+def test_older_head_via_a_superseded_job_is_still_stale(store: Opener) -> None:
+    """h2 (before h1) was replaced by h3 (before h2); h1 arriving last is older than h2, so stale."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(sha="2", before="1"))
+        h3 = await q.enqueue(job(sha="3", before="2"))
+        assert h3.outcome is EnqueueOutcome.REPLACED
+        assert (await q.enqueue(job(sha="1", before="0"))).outcome is EnqueueOutcome.STALE
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None and claimed.job.head_sha == "3" * 40
+
+    run(store, body)
+
+
+def test_a_push_back_to_an_earlier_head_is_new_work(store: Opener) -> None:
+    """h1 → h2 → force-push back to h1: the last push names h2 as its before, so it is not stale."""
+
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(sha="1", trigger="opened"))
+        await q.enqueue(job(sha="2", before="1"))
+        back = await q.enqueue(job(sha="1", before="2"))
+        assert back.outcome is EnqueueOutcome.REPLACED
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None and claimed.id == back.job_id
+
+    run(store, body)
+
+
+def test_stale_rule_leaves_commands_and_other_prs_alone(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(1, sha="2", before="1"))
+        assert (await q.enqueue(job(2, sha="1", before="0"))).outcome is EnqueueOutcome.ACCEPTED
+        command = await q.enqueue(job(1, sha="", trigger="command", comment=5))
+        assert command.outcome is EnqueueOutcome.ACCEPTED
 
     run(store, body)
 

@@ -424,3 +424,40 @@ def test_max_attempts_is_configurable(tmp_path: Path, attempts: int) -> None:
     config = WorkerConfig(max_attempts=attempts, idle_poll_seconds=0.02, backoff_base=0.01, grace_seconds=1)
     scenario(tmp_path, handler, body, config=config)
     assert calls == list(range(1, attempts + 1))
+
+
+def test_superseded_job_queues_its_live_head_once(tmp_path: Path) -> None:
+    """Issue 9.2: a job that finds the head moved on (and not reviewed) queues the live head before it
+    completes; a second attempt of it (its worker died in between) queues nothing more."""
+    live = "b" * 40
+    runs: list[str] = []
+
+    async def handler(claimed: ClaimedJob) -> str:
+        runs.append(claimed.job.head_sha)
+        if claimed.job.head_sha != live:
+            raise Superseded("head moved", live_head=live)
+        return "posted"
+
+    async def body(q: SQLiteQueue, worker: Worker) -> None:
+        first = await q.enqueue(job(sha="a"))
+        await until(lambda: finished(q, 2))
+        records = await q.jobs()
+        assert [(r.job.head_sha[0], r.state, r.outcome) for r in records] == [
+            ("a", JobState.DONE, "superseded by bbbbbbb"),
+            ("b", JobState.DONE, "posted"),
+        ]
+        follow = records[1].job
+        assert (follow.trigger, follow.before_sha, follow.delivery_id) == (
+            "synchronize",
+            "a" * 40,
+            f"{first.job_id}:live-head",
+        )
+        # the same attempt again, as after a crash between queueing the follow-up and completing
+        again = ClaimedJob(id=str(first.job_id), job=records[0].job, attempt=2, lease_token="gone")
+        result = await q.enqueue(dataclasses.replace(follow))
+        assert result.outcome is EnqueueOutcome.DUPLICATE_DELIVERY
+        await worker._follow_up(again, live)
+        assert len(await q.jobs()) == 2
+
+    scenario(tmp_path, handler, body)
+    assert runs == ["a" * 40, live]

@@ -23,20 +23,28 @@ its failure is reported.
 The rules, in the order ``enqueue`` applies them (one transaction):
 
 1. The ``X-GitHub-Delivery`` id was recorded before → ``DUPLICATE_DELIVERY`` (W-04). Ids are recorded
-   only when the call queues work (``ACCEPTED``/``REPLACED``/``COALESCED``), in the same transaction,
-   and kept for :data:`DELIVERY_RETENTION_SECONDS` (``prune``).
+   only when the call records a job (``ACCEPTED``/``REPLACED``/``COALESCED``/``STALE``), in the same
+   transaction, and kept for :data:`DELIVERY_RETENTION_SECONDS` (``prune``).
 2. A job with the same :func:`semantic_key` (installation, repo, PR, head SHA and the trigger: the
    command comment's id, else the event and the clicked check run) is pending, running or done →
    ``DUPLICATE_KEY``; it failed for good → ``DEAD_LETTERED`` (D-05: a redelivery never re-queues a job
    that exhausted its attempts).
-3. The job's lane of that PR has a pending job for the same head → ``COALESCED`` into it (C-07: a
+3. An automatic job whose head is already known to be OLDER than one its PR has seen → ``STALE``:
+   recorded as already superseded, nothing to run. GitHub does not guarantee delivery order, and a
+   replacement must never move a lane backwards. "Older" is what the deliveries say: an automatic
+   job of the PR was pushed on top of this head (its ``before_sha`` is this head) and is not a push
+   back to this job's own ``before_sha`` (a force-push returning to an earlier head is new work).
+   Stale records count too, so the order carries on to still older heads. What the queue cannot
+   know (a lost delivery in between) the worker settles: it compares the job with the PR's live
+   head and makes sure the live head gets a job (``bot.worker``).
+4. The job's lane of that PR has a pending job for the same head → ``COALESCED`` into it (C-07: a
    flood of commands is one run plus at most one queued; ``full=True`` is merged in).
-4. The job's lane of that PR has a pending job for another head → that job becomes ``SUPERSEDED`` and
+5. The job's lane of that PR has a pending job for another head → that job becomes ``SUPERSEDED`` and
    the new one takes its place in line (``REPLACED``). It becomes runnable at the EARLIER of the
    replaced job's ``run_after`` and now + ``delay_seconds``: a push storm is debounced into its newest
    head (D-03), yet the window runs from the burst's first push, so a PR pushed more often than the
    delay is still reviewed.
-5. Otherwise → ``ACCEPTED`` (a job pending in another lane is left alone).
+6. Otherwise → ``ACCEPTED`` (a job pending in another lane is left alone).
 
 ``claim`` takes the oldest runnable job (pending with ``run_after`` reached, or running with an
 expired lease) whose PR has no other job running, optionally keeping at most
@@ -72,6 +80,7 @@ class EnqueueOutcome(StrEnum):
     DUPLICATE_DELIVERY = "duplicate_delivery"  # the X-GitHub-Delivery id was seen before
     DUPLICATE_KEY = "duplicate_key"  # same PR, head and trigger comment already queued/running/done
     DEAD_LETTERED = "dead_lettered"  # the same semantic key already failed for good (D-05)
+    STALE = "stale"  # an older head than one the PR already has (an out-of-order delivery): nothing queued
 
 
 @dataclass(frozen=True, slots=True)

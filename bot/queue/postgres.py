@@ -108,17 +108,20 @@ DROP INDEX IF EXISTS review_jobs_one_pending;
 CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending_per_lane ON review_jobs(pr_key, lane)
     WHERE state = 'pending';
 DROP FUNCTION IF EXISTS br_enqueue(text, text, text, bigint, text, text, boolean, text, float8);
+-- and the one before the stale-head rule, which knows no before_sha
+DROP FUNCTION IF EXISTS br_enqueue(text, text, text, text, bigint, text, text, boolean, text, float8);
 
 -- The whole enqueue decision in one round trip (the webhook path). Same rules, same order as
 -- SQLiteQueue.enqueue; each statement of a volatile function sees what committed before it, so the
 -- reads after the per-PR advisory lock see every earlier enqueue of that PR.
 CREATE OR REPLACE FUNCTION br_enqueue(
     p_id text, p_pr_key text, p_lane text, p_sem_key text, p_installation bigint, p_head text, p_job text,
-    p_full boolean, p_delivery text, p_delay float8
+    p_full boolean, p_delivery text, p_delay float8, p_before text
 ) RETURNS TABLE (r_outcome text, r_job_id text) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_now float8;
     v_dup record;
+    v_newer text;
     v_pending record;
     v_queued float8;
     v_run_after float8;
@@ -136,6 +139,23 @@ BEGIN
         RETURN QUERY SELECT CASE WHEN v_dup.state = 'failed' THEN 'dead_lettered' ELSE 'duplicate_key' END,
             v_dup.id;
         RETURN;
+    END IF;
+    -- an automatic job of this PR was pushed on top of this head (and is not a push back to p_before)
+    IF p_lane = 'auto' AND p_head <> '' THEN
+        SELECT j.id INTO v_newer FROM review_jobs AS j
+            WHERE j.pr_key = p_pr_key AND j.lane = 'auto' AND j.job::jsonb->>'before_sha' = p_head
+              AND j.head_sha IS DISTINCT FROM p_before
+            ORDER BY j.seq DESC LIMIT 1;
+        IF v_newer IS NOT NULL THEN
+            -- kept on record, already finished: its before_sha carries the order on to older heads
+            INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, state,
+                                     outcome, queued_at, created_at, updated_at, run_after, finished_at)
+                VALUES (p_id, p_pr_key, p_lane, p_sem_key, p_installation, p_head, p_job, 'superseded',
+                        'stale: older than ' || v_newer, v_now, v_now, v_now, v_now, v_now);
+            INSERT INTO review_deliveries (id, received_at) VALUES (p_delivery, v_now);
+            RETURN QUERY SELECT 'stale', v_newer;
+            RETURN;
+        END IF;
     END IF;
     -- FOR UPDATE waits for a claim that holds the row and then skips it if it is no longer pending.
     SELECT j.id, j.head_sha, j.queued_at, j.run_after INTO v_pending FROM review_jobs AS j
@@ -235,6 +255,7 @@ class PostgresQueue:
             job.full,
             job.delivery_id,
             float(delay_seconds),
+            job.before_sha,
         )
         future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
         self._batch.append((args, future))
@@ -412,7 +433,7 @@ class PostgresQueue:
                 self._pool = None
 
 
-_ENQUEUE = "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ENQUEUE = "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _MAX_BATCH = 256
 
 

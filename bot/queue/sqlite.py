@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from bot.models import ReviewJob
 from bot.queue.base import (
+    AUTO_LANE,
     DELIVERY_RETENTION_SECONDS,
     DEPTH_SQL,
     RECORD_COLUMNS,
@@ -105,14 +106,18 @@ _ADD_LANE = (
 )
 
 # Everything enqueue decides on, in one statement: delivery seen? a live job with the same semantic key
-# (a failed one first)? the pending job of the PR's lane?
+# (a failed one first)? an automatic job of the PR pushed on top of this head (?5, NULL for commands)
+# other than a push back to this job's before (?6)? the pending job of the PR's lane?
 _ENQUEUE_CHECK = """
 SELECT
     EXISTS (SELECT 1 FROM review_deliveries WHERE id = ?1),
-    d.id, d.state, p.id, p.head_sha, p.queued_at, p.run_after
+    d.id, d.state, n.id, p.id, p.head_sha, p.queued_at, p.run_after
 FROM (SELECT 1)
 LEFT JOIN (SELECT id, state FROM review_jobs WHERE sem_key = ?2 AND state != 'superseded'
            ORDER BY state = 'failed' DESC LIMIT 1) AS d
+LEFT JOIN (SELECT id FROM review_jobs WHERE pr_key = ?3 AND lane = 'auto'
+           AND json_extract(job, '$.before_sha') = ?5 AND head_sha IS NOT ?6
+           ORDER BY seq DESC LIMIT 1) AS n
 LEFT JOIN review_jobs AS p ON p.pr_key = ?3 AND p.lane = ?4 AND p.state = 'pending'
 """
 
@@ -303,11 +308,14 @@ class SQLiteQueue:
         key = semantic_key(job)
         job_lane = lane(job)
         job_id = uuid.uuid4().hex
+        newer_than = job.head_sha if job_lane == AUTO_LANE and job.head_sha else None
 
         def op(conn: sqlite3.Connection) -> EnqueueResult:
             now = self._clock()
-            seen, dup_id, dup_state, pending_id, pending_head, pending_queued, pending_run_after = (
-                conn.execute(_ENQUEUE_CHECK, (job.delivery_id, key, job.pr_key, job_lane)).fetchone()
+            seen, dup_id, dup_state, newer_id, pending_id, pending_head, pending_queued, pending_run_after = (
+                conn.execute(
+                    _ENQUEUE_CHECK, (job.delivery_id, key, job.pr_key, job_lane, newer_than, job.before_sha)
+                ).fetchone()
             )
             if seen:
                 return EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
@@ -318,7 +326,17 @@ class SQLiteQueue:
                 )
             queued_at = now
             run_after = now + max(0.0, delay_seconds)
-            if pending_id is not None and pending_head == job.head_sha:
+            if newer_id is not None:
+                # kept on record, already finished: its before_sha carries the order on to older heads
+                conn.execute(
+                    "INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, "
+                    "state, outcome, queued_at, created_at, updated_at, run_after, finished_at) "
+                    "VALUES (?,?,?,?,?,?,?,'superseded',?,?,?,?,?,?)",
+                    (job_id, job.pr_key, job_lane, key, job.pr.installation_id, job.head_sha, text,
+                     f"stale: older than {newer_id}", now, now, now, now, now),
+                )  # fmt: skip
+                result = EnqueueResult(EnqueueOutcome.STALE, newer_id)
+            elif pending_id is not None and pending_head == job.head_sha:
                 if job.full:
                     (stored,) = conn.execute(
                         "SELECT job FROM review_jobs WHERE id = ?", (pending_id,)

@@ -62,8 +62,10 @@ class AppWorld:
         values.update(deps)
         return ReviewJobRunner(JobDeps(**values))  # type: ignore[arg-type]
 
-    def run(self, job: ReviewJob, runner: ReviewJobRunner | None = None, attempt: int = 1) -> str:
-        claimed = ClaimedJob(id="job-1", job=job, attempt=attempt, lease_token="t")
+    def run(
+        self, job: ReviewJob, runner: ReviewJobRunner | None = None, attempt: int = 1, job_id: str = "job-1"
+    ) -> str:
+        claimed = ClaimedJob(id=job_id, job=job, attempt=attempt, lease_token="t")
         return asyncio.run((runner or self.runner())(claimed))
 
     def push_pr_commit(self, files: dict[str, str | bytes]) -> str:

@@ -22,7 +22,7 @@ import pytest
 from bot import demo
 from tests.app.conftest import COMMAND_FIXTURE, OPENED_FIXTURE, assert_k02_tokens
 from tests.support.fake_github import FakeGitHub, FakeIssueComment, FakePull, FakeRepo
-from tests.support.gitrepo import init_repo
+from tests.support.gitrepo import GitRepo, init_repo
 from tests.support.model_server import Call, ModelServer, Stall, Submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -136,9 +136,10 @@ class E2E:
             return [r.content for r in self.fake.reactions if r.comment_id == comment.id]
 
     def idle(self) -> bool:
-        """Every minted token revoked: no job is between its first and last GitHub call."""
+        """Every minted token revoked (but a killed process's): no job is between its first and last
+        GitHub call."""
         with self.fake.lock:
-            return all(t.revoked for t in self.fake.tokens)
+            return all(t.revoked or t.value in self.killed_tokens for t in self.fake.tokens)
 
     def canaries(self) -> list[str]:
         with self.fake.lock:
@@ -269,3 +270,107 @@ def test_e2e_sigkill_mid_review_then_restart_posts_exactly_once(e2e: E2E) -> Non
     assert "Unbounded user search" in " ".join(c["body"] for c in review.comments)
     # the retried job took over the killed attempt's check run: one run, and nothing left spinning
     assert e2e.check_runs() == ["completed"]
+
+
+def _push(e2e: E2E, files: dict[str, str | bytes]) -> str:
+    """A new head on the PR branch (GitHub's view updated); no webhook is delivered for it."""
+    work = GitRepo(e2e.serve.log.parent / "work")  # the fixture's clone, on the PR branch
+    work.commit("more", files)
+    e2e.repo.push(work, "feature")
+    e2e.fake.update_pull(e2e.pull)
+    return e2e.pull.head_sha
+
+
+AUDIT_PY: dict[str, str | bytes] = {
+    "app/audit.py": (
+        "import requests\n\n\n"
+        "def ship(event: dict) -> None:\n"
+        '    requests.post("https://audit.internal/events", json=event)\n'
+    )
+}
+
+
+def test_e2e_killed_job_whose_head_moved_completes_its_check_and_the_live_head_is_reviewed(e2e: E2E) -> None:
+    """Issue 9.2 + 9.3 with real processes: the job is SIGKILLed mid-review, a push lands (its delivery
+    is lost), the restarted worker retries the job: the killed attempt's check run is completed as
+    superseded, and the live head gets its own job and the one review, covering the whole PR."""
+    e2e.model.play([Stall(120), *_model_script()])
+    script_len = len(e2e.model._script)
+    e2e.serve.start()
+    old_head = e2e.pull.head_sha
+    assert e2e.serve.post(e2e.fake.webhook(OPENED_FIXTURE, pr=e2e.pull)).status_code == 202
+    wait_for("the model request to start", lambda: len(e2e.model._script) < script_len)
+    e2e.serve.kill()
+    with e2e.fake.lock:
+        e2e.killed_tokens.update(t.value for t in e2e.fake.tokens)
+    assert e2e.check_runs() == ["in_progress"]
+    new_head = _push(e2e, AUDIT_PY)
+
+    e2e.serve.start()
+    wait_for("the review of the live head", lambda: e2e.fake.reviews_for(e2e.pull), timeout=40)
+    wait_for("every check run completed", lambda: set(e2e.check_runs()) == {"completed"})
+    wait_for("every token revoked", e2e.idle)
+    (review,) = e2e.fake.reviews_for(e2e.pull)
+    assert review.commit_id == new_head
+    assert {"app/users.py", "app/audit.py"} <= {str(c["path"]) for c in review.comments}
+    with e2e.fake.lock:
+        runs = {c.head_sha: c for c in e2e.fake.check_runs.values()}
+    assert set(runs) == {old_head, new_head}
+    assert runs[old_head].conclusion == "skipped"
+    assert runs[old_head].output["title"] == f"Superseded by {new_head[:7]}"
+
+
+def test_e2e_sigterm_stops_accepting_drains_the_running_review_and_exits_0(e2e: E2E) -> None:
+    """Issue 9.4: uvicorn re-raised SIGTERM after its own shutdown, killing `serve` (-15) before its
+    workers drained, so the running review died and its check spun until the lease expired."""
+    e2e.model.play([Stall(4), *_model_script()])  # the first model call takes ~4 s, then a retry
+    script_len = len(e2e.model._script)
+    e2e.serve.env["BACKEND_REVIEW_DRAIN_SECONDS"] = "40"
+    e2e.serve.start()
+    proc = e2e.serve.procs[-1]
+    assert e2e.serve.post(e2e.fake.webhook(OPENED_FIXTURE, pr=e2e.pull)).status_code == 202
+    wait_for("the model request to start", lambda: len(e2e.model._script) < script_len)
+    proc.send_signal(signal.SIGTERM)
+
+    def refused() -> bool:
+        try:
+            httpx.get(f"{e2e.serve.url}/healthz", timeout=1)
+        except httpx.TransportError:
+            return True
+        return False
+
+    wait_for("the listener to close", refused, timeout=5)
+    assert proc.poll() is None, "exited before its running review drained"
+    assert proc.wait(timeout=45) == 0, e2e.serve.log.read_text()[-3000:]
+    (review,) = e2e.fake.reviews_for(e2e.pull)
+    assert "Unbounded user search" in " ".join(c["body"] for c in review.comments)
+    assert e2e.check_runs() == ["completed"]
+    assert e2e.idle()
+    log = e2e.serve.log.read_text()
+    assert '"stopping"' in log and '"worker stopped"' in log
+
+
+def test_e2e_review_cut_off_by_the_drain_grace_closes_its_check_and_is_retried(e2e: E2E) -> None:
+    """Issue 9.3 on shutdown: a review still running when the drain grace ends is cancelled; its check
+    run is completed at once (not left spinning until a retry that may never come), and the retry
+    after the restart reviews the head with a check run of its own."""
+    e2e.model.play([Stall(120), *_model_script()])
+    script_len = len(e2e.model._script)
+    e2e.serve.env["BACKEND_REVIEW_DRAIN_SECONDS"] = "1"
+    e2e.serve.start()
+    proc = e2e.serve.procs[-1]
+    assert e2e.serve.post(e2e.fake.webhook(OPENED_FIXTURE, pr=e2e.pull)).status_code == 202
+    wait_for("the model request to start", lambda: len(e2e.model._script) < script_len)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, e2e.serve.log.read_text()[-3000:]
+    with e2e.fake.lock:
+        (check,) = e2e.fake.check_runs.values()
+    assert (check.status, check.conclusion) == ("completed", "neutral")
+    assert "shutdown" in str(check.output["title"])
+    assert e2e.fake.reviews_for(e2e.pull) == [] and e2e.idle()
+
+    e2e.serve.start()  # the job's lease expires and the restarted workers retry it
+    wait_for("the review after the restart", lambda: e2e.fake.reviews_for(e2e.pull), timeout=40)
+    wait_for("both check runs completed", lambda: e2e.check_runs() == ["completed", "completed"])
+    (review,) = e2e.fake.reviews_for(e2e.pull)
+    assert review.commit_id == e2e.pull.head_sha
