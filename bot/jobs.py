@@ -429,6 +429,10 @@ class ReviewJobRunner:
             )
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "+1")
+            # earlier findings this head no longer has: their threads resolved (never raises)
+            await gw.resolve_outdated_threads(
+                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
+            )
         log.info(
             "review published",
             review=review_id,

@@ -23,6 +23,7 @@ from bot.diff import PathFilters, budget_prompt, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
+from bot.outdated import ReviewScope
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
 
@@ -56,10 +57,17 @@ class ReviewOutcome:
     changeset: Changeset
     agent: AgentResult | None
     rule_findings: tuple[Finding, ...]
+    full: bool = True  # the diff was the whole pull request, not only the commits since an earlier head
 
     @property
     def conclusion(self) -> str:
         return self.draft.conclusion
+
+    def scope(self, *, focused: bool = False) -> ReviewScope:
+        """What earlier threads this review can judge (bot.outdated): a focused review, or a model
+        reviewer that did not finish, cannot tell that an earlier finding went away."""
+        agent_ok = self.agent is None or self.agent.status == "ok"
+        return ReviewScope(self.draft.standing, self.changeset, self.full, whole=agent_ok and not focused)
 
 
 def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
@@ -190,7 +198,7 @@ async def review_workspace(
         dropped=draft.dropped,
         agent=agent_result.status if agent_result else "off",
     )
-    return ReviewOutcome(draft, changeset, agent_result, rule_findings)
+    return ReviewOutcome(draft, changeset, agent_result, rule_findings, full=inputs.diff_base is None)
 
 
 def _skip_oversized(changeset: Changeset, root: Path) -> Changeset:

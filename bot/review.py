@@ -533,6 +533,7 @@ def build_review(
         check_title=title,
         check_summary=summary,
         conclusion=verdict,
+        standing=frozenset(fp for c in merged for fp in c.fps),
     )
 
 
