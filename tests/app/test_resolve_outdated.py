@@ -120,3 +120,14 @@ def test_graphql_outage_never_fails_the_review(world: AppWorld) -> None:
     assert not thread.resolved
     (check,) = [r for r in world.fake.check_runs.values() if r.head_sha == world.pull.head_sha]
     assert check.status == "completed" and check.conclusion == "neutral"
+
+
+def test_a_changed_line_that_still_has_the_finding_stays_open(world: AppWorld) -> None:
+    """The commented line changed (GitHub marks the thread outdated) but its finding is the same: the
+    review re-finds it and, as it is already posted, neither reposts nor resolves it."""
+    thread = _open_with_audit_finding(world)
+    comments = _comment_count(world)
+    respaced = DEFECT.replace("json=event)", "json=event)   ")  # same finding, same fingerprint
+    world.run(_push(world, respaced, "d-3"))
+    assert _comment_count(world) == comments
+    assert not thread.resolved and thread.minimized is None
