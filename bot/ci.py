@@ -271,6 +271,9 @@ async def publish(
             summary=draft.check_summary or draft.body,
             annotations=check_annotations(draft),
         )
+    if post_review and "review" not in done.refused:
+        # a full review (merge base..head): earlier threads whose finding is gone get resolved
+        await gh.resolve_outdated_threads(ctx.pr, outcome.scope())
     return done
 
 
