@@ -463,7 +463,7 @@ def _post_thread(world: World) -> int:
     return root.id
 
 
-def test_graphql_threads_resolve_and_minimize_with_the_write_token_only(world: World) -> None:
+def test_k02_graphql_threads_resolve_and_minimize_with_the_write_token_only(world: World) -> None:
     comment_id = _post_thread(world)
     (thread,) = world.run(lambda c: c.posted_threads(world.job.pr))
     assert (thread.comment_id, thread.path, thread.fingerprints) == (
