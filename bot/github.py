@@ -695,6 +695,8 @@ class GitHubClient:
                     minimized += 1
         except (GitHubError, GitHubUnavailable) as e:
             log.warning("outdated findings not resolved", error=str(e))
+        except Exception as e:  # e.g. an unexpected response shape: the review is posted all the same
+            log.warning("outdated findings not resolved", error=type(e).__name__)
         log.info("outdated findings resolved", resolved=resolved, minimized=minimized)
         return resolved, minimized
 

@@ -418,6 +418,10 @@ class ReviewJobRunner:
                     review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+            # earlier findings this head no longer has: their threads resolved (never raises)
+            await gw.resolve_outdated_threads(
+                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
+            )
             await gw.complete_check_run(
                 job.pr,
                 check_id,
@@ -429,10 +433,6 @@ class ReviewJobRunner:
             )
             if job.comment_id is not None:
                 await gw.add_reaction(job.pr, job.comment_id, "+1")
-            # earlier findings this head no longer has: their threads resolved (never raises)
-            await gw.resolve_outdated_threads(
-                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
-            )
         log.info(
             "review published",
             review=review_id,
