@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot import metrics
 from bot.checkout import check_git_version
 from bot.errors import ConfigError, UsageError
 from bot.ledger import TokenLedger, open_ledger
@@ -212,6 +213,7 @@ async def _serve(settings: Settings) -> None:
     if settings.workers > 0:
         _require_reviewing(settings)  # a missing setting is the only line printed, before any warning
     _git_warning()
+    metrics.enable(settings.metrics_installations)  # /metrics on the receiver (and its review workers)
     workers = WorkerThread(settings, settings.workers) if settings.workers > 0 else None
     if workers is not None:
         await asyncio.to_thread(workers.start)
@@ -256,7 +258,18 @@ async def _work(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         log.info("worker process started", workers=settings.workers, model=settings.model or "offline")
-        await rt.worker.run(stop)
+        metrics.enable(settings.metrics_installations)
+        endpoint = None
+        if settings.metrics_port:  # the worker's /metrics and /healthz on its own small port
+            endpoint = await metrics.serve_http(
+                settings.host, settings.metrics_port, rt.queue, lambda: not stop.is_set()
+            )
+            log.info("worker metrics", host=settings.host, port=settings.metrics_port)
+        try:
+            await rt.worker.run(stop)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import re
 import secrets as _random
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -209,7 +210,57 @@ class Enqueue:
         return cls(job, facts, kind, x.get("authorize"), on_deny, x.get("option"))
 
 
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A signed delivery whose identities are impossible (W-02): a 400, never a job."""
+
+    reason: str
+
+
 Decision: TypeAlias = Enqueue | Ignore | AwaitMaintainer
+
+
+class _Invalid(Exception):
+    """Raised inside a route for an impossible identity; :func:`decide` turns it into :class:`Reject`."""
+
+
+# GitHub's identities: ids are positive 64-bit integers; SHAs are 40 lowercase hex digits; logins are
+# ASCII letters, digits and hyphens (legacy accounts may end in one; GHES adds "_"; apps end in "[bot]");
+# repository names are ASCII letters, digits, ".", "-" and "_". Anything else was not sent by GitHub.
+_MAX_ID = 2**63 - 1
+_SHA = re.compile(r"[0-9a-f]{40}\Z")
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}(?:\[bot\])?\Z")
+_REPO_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
+
+
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_ID:
+        return value
+    raise _Invalid(f"invalid {what}")
+
+
+def _opt_id(value: Any, what: str) -> int | None:
+    return None if value is None else _id(value, what)
+
+
+def _sha(value: Any, what: str) -> str:
+    if isinstance(value, str) and _SHA.match(value):
+        return value
+    raise _Invalid(f"invalid {what}")
+
+
+def _login(value: Any, what: str) -> str:
+    if isinstance(value, str) and _LOGIN.match(value):
+        return value
+    raise _Invalid(f"invalid {what}")
+
+
+def _text(value: Any) -> str:
+    """Free text (titles, labels) carried into the job: lone surrogates and NUL cannot be stored."""
+    text = _str(value)
+    if text.isascii():
+        return text.replace("\0", "") if "\0" in text else text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\0", "")
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -260,19 +311,20 @@ def parse_command(body: str) -> tuple[Kind, str | None] | None:
     return "unknown_option", None
 
 
-def _repo_ref(payload: Mapping[str, Any], number: int, installation_id: int) -> PullRequestRef | None:
+def _repo_ref(payload: Mapping[str, Any], number: Any, installation_id: int) -> PullRequestRef:
     repo = _obj(payload.get("repository"))
-    owner = _str(_obj(repo.get("owner")).get("login"))
-    name = _str(repo.get("name"))
-    if not owner or not name:
-        return None
-    return PullRequestRef(owner, name, number, installation_id, _int(repo.get("id")))
+    owner = _login(_obj(repo.get("owner")).get("login"), "repository owner")
+    name = repo.get("name")
+    if not isinstance(name, str) or not _REPO_NAME.match(name) or name in (".", ".."):
+        raise _Invalid("invalid repository name")
+    repo_id = _opt_id(repo.get("id"), "repository id")
+    return PullRequestRef(owner, name, _id(number, "pull request number"), installation_id, repo_id)
 
 
 def _labels(obj: Mapping[str, Any]) -> tuple[str, ...]:
     raw = obj.get("labels")
     items = raw if isinstance(raw, list) else []
-    return tuple(_str(_obj(label).get("name")) for label in items if _str(_obj(label).get("name")))
+    return tuple(_text(_obj(label).get("name")) for label in items if _str(_obj(label).get("name")))
 
 
 def _sender_denied(
@@ -294,7 +346,7 @@ def decide(
     app_id: int | None,
     allowed_bot_app_ids: frozenset[int],
     known_installation: bool = True,
-) -> Decision:
+) -> Decision | Reject:
     """Route one verified delivery. Only allowlisted (event, action) pairs can produce work (W-06)."""
     action = _str(payload.get("action"))
     if event == "pull_request" and action in PR_ACTIONS:
@@ -305,12 +357,16 @@ def decide(
         route = _check_run
     else:
         return Ignore(f"event {event}.{action or '-'} is not handled")
-    installation_id = _int(_obj(payload.get("installation")).get("id"))
-    if installation_id is None:
+    raw_installation = _obj(payload.get("installation")).get("id")
+    if raw_installation is None:
         return Ignore("no installation in the payload")
-    if not known_installation:
-        return Ignore("unknown or inactive installation")
-    return route(payload, action, delivery_id, installation_id, app_id, allowed_bot_app_ids)
+    try:
+        installation_id = _id(raw_installation, "installation id")
+        if not known_installation:
+            return Ignore("unknown or inactive installation")
+        return route(payload, action, delivery_id, installation_id, app_id, allowed_bot_app_ids)
+    except _Invalid as exc:
+        return Reject(str(exc))
 
 
 def _pull_request(
@@ -322,12 +378,12 @@ def _pull_request(
     allowed: frozenset[int],
 ) -> Decision:
     pr = _obj(payload.get("pull_request"))
-    number = _int(pr.get("number"))
     head = _obj(pr.get("head"))
-    head_sha = _str(head.get("sha"))
-    ref = _repo_ref(payload, number, installation_id) if number is not None else None
-    if ref is None or not head_sha:
-        return Ignore("incomplete pull_request payload")
+    ref = _repo_ref(payload, pr.get("number"), installation_id)
+    head_sha = _sha(head.get("sha"), "head sha")
+    base_sha = _obj(pr.get("base")).get("sha")
+    before = payload.get("before") if action == "synchronize" else None
+    sender = _obj(payload.get("sender")).get("login")
     if pr.get("state") != "open":
         return Ignore("pull request is not open")
     author = _obj(pr.get("user"))
@@ -337,16 +393,16 @@ def _pull_request(
     head_repo = _str(_obj(head.get("repo")).get("full_name"))
     base_repo = _str(_obj(_obj(pr.get("base")).get("repo")).get("full_name"))
     fork = not head_repo or head_repo.lower() != base_repo.lower()  # a deleted fork has head.repo null
-    login = _str(author.get("login"))
-    facts = PrFacts(login, _str(pr.get("title")), _labels(pr), pr.get("draft") is True, fork)
+    login = _login(author.get("login"), "pull request author")
+    facts = PrFacts(login, _text(pr.get("title")), _labels(pr), pr.get("draft") is True, fork)
     job = ReviewJob(
         pr=ref,
         head_sha=head_sha,
         trigger=PR_ACTIONS[action],
         delivery_id=delivery_id,
-        base_sha=_str(_obj(pr.get("base")).get("sha")) or None,
-        before_sha=(_str(payload.get("before")) or None) if action == "synchronize" else None,
-        sender=_str(_obj(payload.get("sender")).get("login")) or None,
+        base_sha=_sha(base_sha, "base sha") if base_sha is not None else None,
+        before_sha=_sha(before, "before sha") if before is not None else None,
+        sender=_login(sender, "sender login") if sender is not None else None,
     )
     if fork:  # C-06: the worker checks the author's permission; without write, a neutral check
         return Enqueue(job, facts, authorize=login, on_deny="await_maintainer")
@@ -375,15 +431,16 @@ def _issue_comment(
     if parsed is None:
         return Ignore("not a command")
     kind, option = parsed
-    number = _int(issue.get("number"))
-    comment_id = _int(comment.get("id"))
-    login = _str(user.get("login"))
-    ref = _repo_ref(payload, number, installation_id) if number is not None else None
-    if ref is None or comment_id is None or not login:
-        return Ignore("incomplete issue_comment payload")
+    ref = _repo_ref(payload, issue.get("number"), installation_id)
+    comment_id = _id(comment.get("id"), "comment id")
+    login = _login(user.get("login"), "comment author")
     if issue.get("state") != "open":
         return Ignore("pull request is not open")
-    facts = PrFacts(_str(_obj(issue.get("user")).get("login")), _str(issue.get("title")), _labels(issue))
+    facts = PrFacts(
+        _login(_obj(issue.get("user")).get("login"), "pull request author"),
+        _text(issue.get("title")),
+        _labels(issue),
+    )
     job = ReviewJob(
         pr=ref,
         head_sha="",
@@ -424,18 +481,17 @@ def _check_run(
         if _int(_obj(_obj(_obj(item).get("base")).get("repo")).get("id")) == repo_id:
             number = _int(_obj(item).get("number"))
             break
-    head_sha = _str(run.get("head_sha"))
-    login = _str(sender.get("login"))
-    ref = _repo_ref(payload, number, installation_id) if number is not None else None
-    if ref is None or not head_sha or not login:
+    if number is None:
         return Ignore("check run is not attached to a pull request of this repository")
+    ref = _repo_ref(payload, number, installation_id)
+    login = _login(sender.get("login"), "sender login")
     job = ReviewJob(
         pr=ref,
-        head_sha=head_sha,
+        head_sha=_sha(run.get("head_sha"), "head sha"),
         trigger="rerequested",
         delivery_id=delivery_id,
         sender=login,
-        check_run_id=_int(run.get("id")),
+        check_run_id=_opt_id(run.get("id"), "check run id"),
     )
     return Enqueue(job, PrFacts(author=""), authorize=login)
 
@@ -492,6 +548,7 @@ __all__ = [
     "Ignore",
     "PayloadError",
     "PrFacts",
+    "Reject",
     "apply_repo_config",
     "authorize",
     "decide",

@@ -42,6 +42,7 @@ from githubkit.exception import (
     RequestTimeout,
 )
 
+from bot import metrics
 from bot.backoff import parse_retry_after
 from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.formats import Annotation
@@ -351,6 +352,7 @@ class GitHubClient:
                 resp = await self._gh.arequest(method, url, json=json, params=params, headers=headers)
             except GitHubException as e:
                 raise map_error(e, what) from None
+            metrics.github_response(self._installation_id, resp.raw_response.headers)
             return resp.raw_response
 
         if method == "GET":

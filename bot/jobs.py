@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot import metrics
 from bot.agent.providers import Provider
 from bot.agent.runner import AgentBudgets
 from bot.checkout import GitSource, workspace
@@ -192,6 +193,7 @@ class ReviewJobRunner:
         deps = self.deps
         decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
         assert isinstance(decision, Enqueue)
+        fetch_started = metrics.clock()
         async with deps.github.installation_session(job, write=False) as gh:
             pull = await gh.get_pull(job.pr)
             if pull.state != "open":
@@ -209,6 +211,7 @@ class ReviewJobRunner:
                 permission = await gh.get_permission(job.pr, decision.needs_permission_check)
                 decision = authorize(decision, permission)
             posted = await _bot_fingerprints(gh, job) if isinstance(decision, Enqueue) else frozenset()
+        metrics.phase_since("fetch", fetch_started)
         job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
         if isinstance(decision, Ignore):
             if decision.react and job.comment_id is not None:
@@ -297,8 +300,10 @@ class ReviewJobRunner:
         agent = outcome.agent
         if agent is not None and agent.usage is not None:
             await deps.ledger.add(installation, agent.usage.input_tokens + agent.usage.output_tokens)
+            metrics.model_usage(installation, agent.usage)
         try:
-            return await self._publish(claimed, job, check_id, outcome)
+            with metrics.phase("publish"):
+                return await self._publish(claimed, job, check_id, outcome)
         except Superseded:
             raise  # _publish closed the check run as superseded itself
         except BaseException as exc:
@@ -345,6 +350,7 @@ class ReviewJobRunner:
             if deps.git_base_url:
                 url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
             source = GitSource.https(url, gh.token)
+            checkout_started = metrics.clock()
             async with workspace(
                 source,
                 job.head_sha,
@@ -352,6 +358,7 @@ class ReviewJobRunner:
                 scratch_root=deps.scratch_root,
                 max_bytes=deps.limits.max_checkout_bytes,
             ) as ws:
+                metrics.phase_since("checkout", checkout_started)
                 diff_base = None
                 if incremental and job.before_sha and await ws.is_ancestor(job.before_sha):
                     diff_base = job.before_sha
@@ -418,6 +425,7 @@ class ReviewJobRunner:
                     review_id = await gw.post_review(job.pr, marked)
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+                metrics.review_posted(draft.findings)
             # earlier findings this head no longer has: their threads resolved (never raises)
             await gw.resolve_outdated_threads(
                 job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))

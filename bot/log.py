@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bot.redact import SecretSet
+from bot.redact import SecretSet, may_match_pattern, redact_patterns
 
 SECRETS = SecretSet()
 """Every secret this process holds; settings and token minting register theirs here."""
@@ -52,7 +52,34 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             data["error"] = f"{type(exc).__name__}: {exc}"
         line = json.dumps(data, default=str, ensure_ascii=False)
-        return SECRETS.scrub(line) if not SECRETS.find(line) else _blocked(data)
+        if not line.isascii() and _unencodable(line):
+            line = json.dumps(data, default=str)  # a lone surrogate from input: escape it, keep the line
+        # Only the values can carry a secret (keys are names in our code; ts/level/logger are ours), so
+        # the scans read the values alone: a per-request log line then costs a fraction of the request.
+        values = _values_text(data)
+        if SECRETS.find(values):
+            return _blocked(data)
+        return redact_patterns(line) if may_match_pattern(values) else line
+
+
+_CONSTANT_KEYS = frozenset({"ts", "level", "logger"})
+
+
+def _values_text(data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for key, value in data.items():
+        if key in _CONSTANT_KEYS or value is None or isinstance(value, bool | int | float):
+            continue
+        parts.append(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def _unencodable(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _blocked(data: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bot import metrics
 from bot.agent.definitions import AgentDefinition, load_definition
 from bot.agent.prompt import ReviewPromptContext
 from bot.agent.providers import Provider
@@ -143,7 +144,9 @@ async def review_workspace(
         ws.path,
     )
     say(f"{len(changeset.files)} changed files, running offline checks")
+    rules_started = metrics.clock()
     rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
+    metrics.phase_since("rules", rules_started)
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
     prompt = budget_prompt(changeset, inputs.prompt_tokens)
@@ -160,6 +163,7 @@ async def review_workspace(
             skipped=tuple((f.path, f.skip_reason or "") for f in changeset.skipped_files),
             focus=tuple(c.value for c in inputs.focus),
         )
+        model_started = metrics.clock()
         agent_result = await run_agent(
             definition,
             provider=provider,
@@ -169,6 +173,7 @@ async def review_workspace(
             secrets=SECRETS,
             on_progress=say,
         )
+        metrics.phase_since("model", model_started)
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
     notes = list(inputs.notes)
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:

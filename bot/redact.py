@@ -36,11 +36,27 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
 _SEPARATORS = re.compile(r"[\s\-_.:,;|/\\'\"`*+]+")
 
 
+# one pass that says whether any pattern can match: most text (every log line) has none
+_ANY_PATTERN = re.compile("|".join(f"(?:{p.pattern})" for p in _PATTERNS), re.S)
+
+
+def may_match_pattern(text: str) -> bool:
+    """False when no credential pattern can match anywhere in ``text`` (one regex pass)."""
+    return _ANY_PATTERN.search(text) is not None
+
+
 def redact_patterns(text: str) -> str:
     """Replace credential-shaped substrings with :data:`PLACEHOLDER`."""
+    if not may_match_pattern(text):
+        return text
     for pattern in _PATTERNS:
         text = pattern.sub(PLACEHOLDER, text)
     return text
+
+
+def _grams(text: str, n: int) -> Iterable[str]:
+    """Every length-``n`` substring of ``text``, produced in C (map/slice), for set membership tests."""
+    return map(text.__getitem__, map(slice, range(len(text) - n + 1), range(n, len(text) + 1)))
 
 
 def _variants(secret: str) -> set[str]:
@@ -68,6 +84,8 @@ class SecretSet:
         self._windows: frozenset[str] = frozenset()
         self._folded_windows: frozenset[str] = frozenset()
         self._values: frozenset[str] = frozenset()
+        self._short: tuple[str, ...] = ()
+        self._longest_first: tuple[str, ...] = ()
         for s in secrets:
             self.add(s)
 
@@ -117,6 +135,8 @@ class SecretSet:
 
     def _rebuild(self) -> None:
         self._values = frozenset(self._entries)
+        self._short = tuple(v for v in self._values if len(v) < MIN_FRAGMENT)
+        self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
         self._windows = frozenset().union(*(w for w, _ in self._entries.values()))
         self._folded_windows = frozenset().union(*(f for _, f in self._entries.values()))
 
@@ -125,23 +145,21 @@ class SecretSet:
         if not self._values or not text:
             return False
         with self._lock:
-            windows, folded = self._windows, self._folded_windows
-            short = [v for v in self._values if len(v) < MIN_FRAGMENT]
+            windows, folded, short = self._windows, self._folded_windows, self._short
         if any(v in text for v in short):
             return True
-        n = MIN_FRAGMENT
-        if any(text[i : i + n] in windows for i in range(len(text) - n + 1)):
+        if not windows.isdisjoint(_grams(text, MIN_FRAGMENT)):
             return True
         compact = _SEPARATORS.sub("", text).lower()
-        return any(compact[i : i + n] in folded for i in range(len(compact) - n + 1))
+        return not folded.isdisjoint(_grams(compact, MIN_FRAGMENT))
 
     def scrub(self, text: str) -> str:
         """Replace exact occurrences of registered secrets, then credential patterns."""
         with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
+            values = self._longest_first
         for v in values:
             text = text.replace(v, PLACEHOLDER)
         return redact_patterns(text)
 
 
-__all__ = ["MIN_FRAGMENT", "PLACEHOLDER", "SecretSet", "redact_patterns"]
+__all__ = ["MIN_FRAGMENT", "PLACEHOLDER", "SecretSet", "may_match_pattern", "redact_patterns"]

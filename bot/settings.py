@@ -64,6 +64,22 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("PORT", "3000", "Listen port of `serve`."),
     ("MAX_BODY_BYTES", "26214400", "Largest accepted webhook body (25 MiB, GitHub's cap; W-05)."),
     ("BODY_TIMEOUT_SECONDS", "10", "Time allowed to receive a webhook body before 408 (W-05)."),
+    (
+        "MAX_HEADER_BYTES",
+        "16384",
+        "Largest accepted request line plus headers; more is a 431 and a close (W-05).",
+    ),
+    (
+        "HEADER_TIMEOUT_SECONDS",
+        "10",
+        "Time allowed to receive the request line and headers; then 408 and a close (W-05).",
+    ),
+    ("METRICS_PORT", "0", "Port of the `worker` process's /metrics and /healthz on HOST; 0 = off."),
+    (
+        "METRICS_INSTALLATIONS",
+        "",
+        "Comma list of installation ids that get their own metrics label; all others count as `other`.",
+    ),
 ]
 _DEFAULTS = {name: default for name, default, _ in SETTINGS_DOC}
 
@@ -118,6 +134,10 @@ class Settings:
     port: int = 3000
     max_body_bytes: int = 25 * 1024 * 1024
     body_timeout_seconds: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    header_timeout_seconds: float = 10.0
+    metrics_port: int = 0
+    metrics_installations: frozenset[int] = frozenset()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -242,11 +262,15 @@ def _private_key(env: Mapping[str, str]) -> tuple[Secret | None, Path | None]:
 
 
 def _app_ids(env: Mapping[str, str]) -> frozenset[int]:
-    raw = _raw(env, "ALLOWED_BOT_APP_IDS")
+    return _id_list(env, "ALLOWED_BOT_APP_IDS")
+
+
+def _id_list(env: Mapping[str, str], name: str) -> frozenset[int]:
+    raw = _raw(env, name)
     ids: set[int] = set()
     for item in filter(None, (p.strip() for p in raw.split(","))):
         if not item.isdigit() or not item.isascii():
-            raise ConfigError(f"{PREFIX}ALLOWED_BOT_APP_IDS must be a comma list of numeric app ids")
+            raise ConfigError(f"{PREFIX}{name} must be a comma list of numeric ids")
         ids.add(int(item))
     return frozenset(ids)
 
@@ -315,6 +339,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         port=_int(env, "PORT", 0, 65535),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 1, 25 * 1024 * 1024),
         body_timeout_seconds=_float(env, "BODY_TIMEOUT_SECONDS", 0.001),
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 1024, 1024 * 1024),
+        header_timeout_seconds=_float(env, "HEADER_TIMEOUT_SECONDS", 0.001),
+        metrics_port=_int(env, "METRICS_PORT", 0, 65535),
+        metrics_installations=_id_list(env, "METRICS_INSTALLATIONS"),
         warnings=tuple(warnings),
     )
     for secret in (private_key, model_key, *secrets):

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from bot import metrics
 from bot.backoff import backoff_delay
 from bot.errors import Permanent, Retryable, Superseded
 from bot.log import bind, get_logger
@@ -164,6 +165,7 @@ class Worker:
             except Superseded as exc:
                 log.info("job superseded", reason=str(exc))
                 await self._queue.complete(claimed, "superseded")
+                metrics.job_finished("superseded")
             except Retryable as exc:
                 await self._retry_or_dead(claimed, exc, exc.retry_after)
             except Permanent as exc:
@@ -174,6 +176,7 @@ class Worker:
             else:
                 log.info("job done", outcome=outcome, seconds=round(time.monotonic() - started, 3))
                 await self._queue.complete(claimed, outcome)
+                metrics.job_finished("done")
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -210,10 +213,12 @@ class Worker:
         )
         log.warning("job retry", attempt=claimed.attempt, delay=round(delay, 3), error=_error_text(error))
         await self._queue.retry(claimed, _error_text(error), delay)
+        metrics.job_finished("retry")
 
     async def _dead(self, claimed: ClaimedJob, error: BaseException) -> None:
         log.error("job failed", attempt=claimed.attempt, error=_error_text(error))
         await self._queue.fail(claimed, _error_text(error))
+        metrics.job_finished("dead")
         if self._on_dead is not None:
             try:
                 await self._on_dead(claimed, error)

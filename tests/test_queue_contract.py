@@ -657,3 +657,46 @@ def test_sqlite_wal_is_checkpointed_off_the_hot_path_when_idle(tmp_path: Path) -
             await q.close()
 
     asyncio.run(main())
+
+
+def test_depth_counts_pending_and_running_by_lane_kind(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        assert await q.depth() == {}
+        await q.enqueue(job(1, "a"))
+        await q.enqueue(job(2, "a"))
+        await q.enqueue(job(3, trigger="command", comment=5))
+        claimed = await q.claim("w", LEASE)
+        assert claimed is not None
+        depth = await q.depth()
+        assert (
+            sum(depth.values()) == 3
+            and depth[("running", "automatic" if claimed.job.pr.number < 3 else "command")] == 1
+        )
+        assert depth.get(("pending", "command"), 0) + depth.get(("running", "command"), 0) == 1
+        await q.complete(claimed, "posted")
+        assert sum((await q.depth()).values()) == 2  # done jobs are history, not depth
+
+    run(store, body)
+
+
+def test_concurrent_enqueues_group_committed_each_answered_for_itself(store: Opener) -> None:
+    async def body(open_: Opener) -> None:
+        q = open_()
+        await q.enqueue(job(999))  # the store is ready: the burst below lands in shared batches
+        burst = [job(n, delivery=f"burst-{n}") for n in range(1, 121)]
+        burst += [
+            job(500, delivery="burst-7"),
+            job(501, "b", delivery="same"),
+            job(502, "c", delivery="same"),
+        ]
+        results = await asyncio.gather(*(q.enqueue(j) for j in burst))
+        outcomes = [r.outcome.value for r in results]
+        # concurrent calls have no order: of two that share a delivery id, exactly one is queued
+        shared = [outcomes[6], outcomes[120]]
+        assert sorted(shared) == sorted(outcomes[121:]) == ["accepted", "duplicate_delivery"]
+        assert outcomes[:6] + outcomes[7:120] == ["accepted"] * 119
+        assert len({r.job_id for r in results if r.created}) == 121
+        assert len(await q.jobs()) == 122
+
+    run(store, body)

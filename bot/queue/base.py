@@ -155,6 +155,10 @@ class ReviewQueue(Protocol):
         """Forget delivery ids older than ``older_than_seconds``; returns how many were removed."""
         ...
 
+    async def depth(self) -> dict[tuple[str, str], int]:
+        """Pending and running jobs by (state, lane kind ``automatic``/``command``), for metrics."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -166,6 +170,12 @@ def semantic_key(job: ReviewJob) -> str:
         return f"{job.pr_key}@{job.head_sha}:{job.comment_id}"
     run = f":run{job.check_run_id}" if job.check_run_id is not None else ""
     return f"{job.pr_key}@{job.head_sha}:-:{job.trigger}{run}"
+
+
+DEPTH_SQL = (
+    "SELECT state, CASE WHEN lane = 'auto' THEN 'automatic' ELSE 'command' END, count(*) "
+    "FROM review_jobs WHERE state IN ('pending', 'running') GROUP BY 1, 2"
+)  # 'auto' is AUTO_LANE
 
 
 def lane(job: ReviewJob) -> str:

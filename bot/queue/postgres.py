@@ -16,8 +16,12 @@ exact, and selects with ``FOR UPDATE SKIP LOCKED`` so it never waits on a pendin
 replacing. Partial unique indexes (one ``pending`` row per PR and lane, one ``running`` row per PR)
 back both up.
 Times are the database's clock (epoch seconds), so workers on machines with skewed clocks agree.
-``enqueue`` is one call of the ``br_enqueue`` PL/pgSQL function: the webhook path costs one round
-trip and one commit (with psycopg's pure-Python driver, eight statements took ~5 ms per enqueue).
+``enqueue`` is one call of the ``br_enqueue`` PL/pgSQL function. Concurrent enqueues are group
+committed: they queue up while the previous batch commits, then go out pipelined in one transaction
+(ordered by PR key, so batches from several receivers take the per-PR locks in one order), so a burst
+pays one round trip and one WAL flush per batch instead of one per delivery. Each caller is answered
+only after its batch committed; if the batch fails, each of its enqueues runs again alone, so one bad
+call fails only its own caller.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.models import ReviewJob
 from bot.queue.base import (
     DELIVERY_RETENTION_SECONDS,
+    DEPTH_SQL,
     RECORD_COLUMNS,
     ClaimedJob,
     EnqueueOutcome,
@@ -193,6 +198,8 @@ class PostgresQueue:
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self._batch: list[tuple[tuple[Any, ...], asyncio.Future[EnqueueResult]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _ready(self) -> AsyncConnectionPool:
         if self._pool is not None:
@@ -216,7 +223,7 @@ class PostgresQueue:
         return self._pool
 
     async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
-        pool = await self._ready()
+        await self._ready()
         args = (
             uuid.uuid4().hex,
             job.pr_key,
@@ -229,19 +236,57 @@ class PostgresQueue:
             job.delivery_id,
             float(delay_seconds),
         )
+        future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
+        self._batch.append((args, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Commit queued enqueues batch after batch until none are left (the group commit)."""
+        pool = await self._ready()
+        while self._batch:
+            batch, self._batch = self._batch[:_MAX_BATCH], self._batch[_MAX_BATCH:]
+            batch.sort(key=lambda item: item[0][1])  # pr_key: one lock order for every batch
+            try:
+                async with pool.connection() as conn, conn.transaction():
+                    async with conn.pipeline():
+                        cursors = [await conn.execute(_ENQUEUE, args) for args, _ in batch]
+                    rows = [await cur.fetchone() for cur in cursors]
+            except Exception:  # one enqueue failed (or the batch did): each runs alone, failing only itself
+                await asyncio.gather(*(self._enqueue_alone(pool, args, fut) for args, fut in batch))
+                continue
+            except BaseException as exc:  # cancelled (shutdown): nobody may wait forever
+                for _, fut in batch + self._batch:
+                    _fail(fut, exc if not isinstance(exc, asyncio.CancelledError) else RuntimeError("closed"))
+                raise
+            for (_, fut), row in zip(batch, rows, strict=True):
+                if not fut.done():
+                    assert row is not None  # br_enqueue always returns one row
+                    fut.set_result(EnqueueResult(EnqueueOutcome(row[0]), row[1]))
+
+    async def _enqueue_alone(
+        self, pool: AsyncConnectionPool, args: tuple[Any, ...], fut: asyncio.Future[EnqueueResult]
+    ) -> None:
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", args
-                )
+                cur = await conn.execute(_ENQUEUE, args)
                 row = await cur.fetchone()
+            assert row is not None  # br_enqueue always returns one row
+            result = EnqueueResult(EnqueueOutcome(row[0]), row[1])
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "review_deliveries_pkey":
-                raise
+                _fail(fut, exc)
+                return
             # The same delivery id raced in for another PR and committed first; nothing was recorded.
-            return EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
-        assert row is not None  # br_enqueue always returns one row
-        return EnqueueResult(EnqueueOutcome(row[0]), row[1])
+            result = EnqueueResult(EnqueueOutcome.DUPLICATE_DELIVERY)
+        except BaseException as exc:
+            _fail(fut, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if not fut.done():
+            fut.set_result(result)
 
     async def claim(
         self, worker_id: str, lease_seconds: float, *, max_running_per_installation: int | None = None
@@ -333,6 +378,13 @@ class PostgresQueue:
             row = await cur.fetchone()
         return None if row is None else JobState(row[0])
 
+    async def depth(self) -> dict[tuple[str, str], int]:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            cur = await conn.execute(DEPTH_SQL)
+            rows = await cur.fetchall()
+        return {(str(state), str(kind)): int(n) for state, kind, n in rows}
+
     async def jobs(self, pr_key: str | None = None) -> list[JobRecord]:
         pool = await self._ready()
         sql = f"SELECT {RECORD_COLUMNS} FROM review_jobs"  # noqa: S608
@@ -358,6 +410,15 @@ class PostgresQueue:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
+
+
+_ENQUEUE = "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_MAX_BATCH = 256
+
+
+def _fail(fut: asyncio.Future[EnqueueResult], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 __all__ = ["PostgresQueue"]

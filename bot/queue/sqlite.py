@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from bot.models import ReviewJob
 from bot.queue.base import (
     DELIVERY_RETENTION_SECONDS,
+    DEPTH_SQL,
     RECORD_COLUMNS,
     ClaimedJob,
     EnqueueOutcome,
@@ -438,6 +439,12 @@ class SQLiteQueue:
         def op(conn: sqlite3.Connection) -> JobState | None:
             row = conn.execute("SELECT state FROM review_jobs WHERE id = ?", (job_id,)).fetchone()
             return None if row is None else JobState(row[0])
+
+        return await self._submit(op)
+
+    async def depth(self) -> dict[tuple[str, str], int]:
+        def op(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            return {(state, kind): n for state, kind, n in conn.execute(DEPTH_SQL)}
 
         return await self._submit(op)
 

@@ -77,10 +77,10 @@ class Serve:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, workers: int = 2) -> None:
         with self.log.open("ab") as err:
             proc = subprocess.Popen(
-                [str(EXE), "serve", "--port", str(self.port), "--workers", "2"],
+                [str(EXE), "serve", "--port", str(self.port), "--workers", str(workers)],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=err,

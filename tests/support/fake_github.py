@@ -1956,6 +1956,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_response(resp.status)
             for k, v in resp.headers.items():
                 self.send_header(k, v)
+            if not any(k.lower() == "x-ratelimit-remaining" for k in resp.headers):
+                # like GitHub: every REST answer says how much of the hour's budget is left
+                with self.owner.lock:
+                    used = len(self.owner.requests)
+                self.send_header("x-ratelimit-limit", "5000")
+                self.send_header("x-ratelimit-remaining", str(max(0, 5000 - used)))
             self.send_header("Content-Length", str(len(resp.body)))
             self.end_headers()
             if self.command != "HEAD":
