@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -32,6 +32,10 @@ __all__ = [
     "budget_prompt",
     "estimate_tokens",
     "format_file_patch",
+    "gitattributes",
+    "looks_minified",
+    "mark_generated",
+    "moved_lines",
     "parse_diff",
     "skip_reason",
 ]
@@ -42,6 +46,9 @@ class PathFilters:
     include: tuple[str, ...] = ()  # globs; when non-empty only matching paths are reviewed
     exclude: tuple[str, ...] = ()  # globs added to the defaults
     use_defaults: bool = True
+    # (glob, attribute, value) from the BASE branch's .gitattributes files, in precedence order (the last
+    # match wins): see :func:`gitattributes`. value: "true", "false", or None when unset (``!attr``).
+    attributes: tuple[tuple[str, str, str | None], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- globs
@@ -128,7 +135,17 @@ _LOCK_FILES = (
 _VENDORED = ("vendor/", "third_party/", "third-party/", "node_modules/", "bower_components/")
 _MINIFIED = ("*.min.js", "*.min.mjs", "*.min.css")
 # dist/ and build/ only at the root: deeper directories with these names are often real source packages.
-_GENERATED = ("*_pb2.py", "*_pb2.pyi", "*_pb2_grpc.py", "*.pb.go", "*.pb.gw.go", "/dist/", "/build/", "*.map")
+_GENERATED = (
+    "*_pb2.py",
+    "*_pb2.pyi",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "*.pb.gw.go",
+    "/dist/",
+    "/build/",
+    "*.map",
+    "__generated__/",  # GraphQL/Relay codegen
+)
 
 # Checked in this order; the first match names the reason.
 _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -138,31 +155,138 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("generated", _GENERATED),
 )
 _GENERATED_MARKER = re.compile(
-    r"@generated\b|Code generated .*DO NOT EDIT|auto-?generated.*do not edit", re.I
+    r"@generated\b|\bgenerated\b.{0,80}\bdo not (?:edit|modify)\b"
+    r"|\bdo not (?:edit|modify)\b.{0,80}\bgenerated\b",
+    re.I,
 )
 _MARKER_LINES = 10  # markers live at the top of a file; look at its first lines only
+
+
+# Build output with a content hash in its name (webapp/dist/assets/index-3f9a1c2b.js), at any depth.
+_HASHED_BUNDLE = re.compile(
+    r"(?:^|/)(?:dist/assets|build/static/(?:js|css|media))/"
+    r"|(?:^|/)(?:dist|build|out)/(?:[^/]+/)*[\w.-]+[.-](?=[\w-]{0,31}\d)[A-Za-z0-9_-]{8,32}\.(?:js|mjs|cjs|css)$"
+)
+_LINGUIST = (
+    ("linguist-generated", "generated"),
+    ("linguist-vendored", "vendored"),
+)
+
+
+def _attribute(filters: PathFilters, path: str, name: str) -> str | bool | None:
+    """The value of ``name`` for ``path`` (last matching line wins); False when no line sets it."""
+    found: str | bool | None = False
+    for glob, attr, value in filters.attributes:
+        if attr == name and _matches((glob,), path):
+            found = value
+    return found
 
 
 def skip_reason(path: str, added_head: Sequence[str] = (), filters: PathFilters | None = None) -> str | None:
     """Why ``path`` is not reviewed, or None. ``added_head``: the first lines of the new file, for markers.
 
-    Config first (``include`` narrows, ``exclude`` adds), then the defaults unless ``use_defaults`` is off:
-    lock files, vendored trees, minified assets, generated paths, then ``@generated`` / ``Code generated …
-    DO NOT EDIT`` markers.
+    Config first (``include`` narrows, ``exclude`` adds), then the base branch's ``.gitattributes``
+    (``linguist-generated``, ``linguist-vendored``, ``-diff``; ``=false`` overrides the defaults, as on
+    GitHub), then the defaults unless ``use_defaults`` is off: lock files, vendored trees, minified assets,
+    generated paths and hashed build bundles, then ``@generated`` / ``Code generated … DO NOT EDIT`` markers.
+    Minified text without a telling name is recognised by :func:`looks_minified`.
     """
     flt = filters or _NO_FILTERS
     if flt.include and not _matches(flt.include, path):
         return "excluded by config"
     if flt.exclude and _matches(flt.exclude, path):
         return "excluded by config"
+    overridden: set[str] = set()
+    if flt.attributes:
+        for attr, reason in _LINGUIST:
+            value = _attribute(flt, path, attr)
+            if value == "true":
+                return f"{reason} ({attr} in .gitattributes)"
+            if value == "false":
+                overridden.add(reason)
+        if _attribute(flt, path, "diff") == "false":
+            return "not diffed (-diff in .gitattributes)"
     if not flt.use_defaults:
         return None
     for reason, globs in _DEFAULT_RULES:
-        if _matches(globs, path):
+        if reason not in overridden and _matches(globs, path):
             return reason
+    if "generated" in overridden:
+        return None
+    if _HASHED_BUNDLE.search(path):
+        return "generated"
     if any(_GENERATED_MARKER.search(line) for line in islice(added_head, _MARKER_LINES)):
         return "generated"
     return None
+
+
+_MINIFIED_LINE = 500  # chars: longer lines than hand-written code has
+_MACHINE_LINE = 100_000
+_MINIFIED_SAMPLE = 4096
+# Packed text is a web asset: JavaScript, CSS, JSON bundles. A long line in source code (a Django choices
+# list, an embedded constant) is not minification.
+_MINIFIED_KINDS = re.compile(r"\.(?:[cm]?js|css|json|map)$", re.I)
+
+
+def looks_minified(path: str, added: Iterable[str]) -> bool:
+    """Whether the added text is machine-packed (minified JS/CSS, one-line bundles): most of it sits in
+    long lines with almost no whitespace. Reads at most a few KB of each long line, so a 20 MB one-line
+    file costs nothing; one embedded blob in hand-written code is not most of its text."""
+    web = _MINIFIED_KINDS.search(path) is not None
+    total = packed = 0
+    for text in added:
+        n = len(text)
+        if n >= _MACHINE_LINE:
+            return True  # nobody writes a 100,000-character line by hand, whatever the file type
+        if not web:
+            continue
+        total += n
+        if n < _MINIFIED_LINE:
+            continue
+        sample = text[:_MINIFIED_SAMPLE]
+        if sample.count(" ") + sample.count("\t") < len(sample) * 0.06:
+            packed += n
+    return packed > 0 and packed * 2 >= total
+
+
+def gitattributes(files: Sequence[tuple[str, str]]) -> tuple[tuple[str, str, str | None], ...]:
+    """The attributes the review honours from ``.gitattributes`` files ((path, text), any order) as
+    :attr:`PathFilters.attributes`. Patterns are relative to the file's directory; deeper files win,
+    and within a file the later line wins. ``binary`` is the macro for ``-diff``."""
+    out: list[tuple[str, str, str | None]] = []
+    for path, text in sorted(files, key=lambda f: (f[0].count("/"), f[0])):
+        base = path.rpartition("/")[0]
+        for raw in text.splitlines()[:2000]:
+            line = raw.strip()
+            if not line or line.startswith("#") or line.startswith('"'):
+                continue  # quoted patterns are rare; skipping one only means reviewing more
+            pattern, *attrs = line.split()
+            glob = _attribute_glob(base, pattern)
+            for attr in attrs:
+                if attr == "binary":
+                    out.append((glob, "diff", "false"))
+                    continue
+                value: str | None = "true"
+                if attr.startswith("-"):
+                    attr, value = attr[1:], "false"
+                elif attr.startswith("!"):
+                    attr, value = attr[1:], None
+                elif "=" in attr:
+                    attr, _, value = attr.partition("=")
+                    value = "false" if value.lower() in ("false", "0", "no") else "true"
+                if attr in ("linguist-generated", "linguist-vendored", "diff"):
+                    out.append((glob, attr, value))
+    return tuple(out)
+
+
+def _attribute_glob(base: str, pattern: str) -> str:
+    """A .gitattributes pattern of the file in ``base`` as one of our root-relative globs."""
+    if not base:
+        return pattern
+    inner = pattern.rstrip("/")
+    if "/" in inner:
+        return f"/{base}/{inner.lstrip('/')}"
+    return f"/{base}/**/{inner}"
 
 
 _NO_FILTERS = PathFilters()
@@ -284,6 +408,12 @@ class _FileBuilder:
             reason = "binary"
         else:
             reason = skip_reason(path, _head_lines(self.hunks), filters)
+            if (
+                reason is None
+                and (filters is None or filters.use_defaults)
+                and looks_minified(path, _added_texts(self.hunks))
+            ):
+                reason = "minified"
         return FileDiff(
             path=path,
             old_path=old_path,
@@ -296,11 +426,33 @@ class _FileBuilder:
         )
 
 
+def mark_generated(changeset: Changeset, first_lines: Callable[[str], Sequence[str] | None]) -> Changeset:
+    """Mark files generated by a marker in their first lines when the diff does not show those lines (a
+    change deep inside a big generated file). ``first_lines`` reads the head file's beginning."""
+    files = []
+    for f in changeset.files:
+        if f.reviewable and f.hunks and f.hunks[0].new_start > _MARKER_LINES:
+            head = first_lines(f.path)
+            if head and any(_GENERATED_MARKER.search(line) for line in islice(head, _MARKER_LINES)):
+                f = replace(f, skip_reason="generated")
+        files.append(f)
+    return replace(changeset, files=tuple(files))
+
+
+def _added_texts(hunks: list[Hunk]) -> Iterator[str]:
+    for h in hunks:
+        for ln in h.lines:
+            if ln.kind == "+":
+                yield ln.text
+
+
 def _head_lines(hunks: list[Hunk]) -> list[str]:
     """Texts of the new file's first lines visible in the diff, where generated-code markers sit."""
     if not hunks or hunks[0].new_start > _MARKER_LINES:
         return []
-    return [ln.text for ln in islice(hunks[0].lines, 2 * _MARKER_LINES) if ln.kind != "-"][:_MARKER_LINES]
+    shown = (ln.text for ln in islice(hunks[0].lines, 2 * _MARKER_LINES) if ln.kind != "-")
+    # a marker opens its line: a bounded prefix finds it, and a 20 MB one-line file costs nothing
+    return [text[:500] for text in islice(shown, _MARKER_LINES)]
 
 
 def parse_diff(
@@ -660,3 +812,83 @@ def _names_section(head: str, names: list[str], room: int) -> str:
         out.append(name)
         used += len(name)
     return "".join(out) if len(out) > 1 and used <= room else ""
+
+
+# ------------------------------------------------------------------------------------------ moved code
+
+MOVED_MIN_LINES = 3  # significant lines: shorter runs (a closing brace and a return) repeat by chance
+_TRIVIAL = frozenset(
+    {"end", "else", "else:", "pass", "return", "return;", "try:", "finally:", "break", "break;"}
+)
+
+
+def _moved_key(text: str) -> str | None:
+    """The line as compared for moves: without indentation; None for lines too trivial to count."""
+    key = text.strip()
+    if not key.strip("{}()[];, ") or key in _TRIVIAL or key == "} else {":
+        return None
+    return key
+
+
+def moved_lines(changeset: Changeset, paths: Iterable[str] | None = None) -> dict[str, frozenset[int]]:
+    """New-file lines (per path) of added code that the same change deleted elsewhere: a block of at least
+    :data:`MOVED_MIN_LINES` significant lines, same text ignoring indentation, each consecutive pair of
+    which was also consecutive among the deleted lines (same or another file); and lines that only had
+    their spacing changed in the same file. ``paths``: only look in these files (the ones with
+    findings); the deleted side is always the whole change.
+
+    Moved code is not new code: nothing is posted on it. A line edited while moving differs and stays new.
+    """
+    pairs: set[tuple[str, str]] = set()  # (deleted line, the deleted line right after it)
+    for f in changeset.files:
+        for h in f.hunks:
+            prev: str | None = None
+            for ln in h.lines:
+                if ln.kind == "-":
+                    key = _moved_key(ln.text)
+                    if key is None:
+                        continue
+                    if prev is not None:
+                        pairs.add((prev, key))
+                    prev = key
+                elif ln.text.strip():
+                    prev = None
+    wanted = None if paths is None else set(paths)
+    k = MOVED_MIN_LINES
+    out: dict[str, frozenset[int]] = {}
+    for f in changeset.files:
+        if f.status is FileStatus.DELETED or (wanted is not None and f.path not in wanted):
+            continue
+        found: set[int] = set()
+        # a line only re-spaced (a formatter's change: "[:a, :b]" → "[ :a, :b ]") is not new either
+        respaced = {"".join(r.text.split()) for h in f.hunks for r in h.lines if r.kind == "-"}
+        respaced.discard("")
+        for h in f.hunks:
+            for a in h.lines:
+                if a.kind == "+" and a.new_no is not None and "".join(a.text.split()) in respaced:
+                    found.add(a.new_no)
+            keys: list[str] = []
+            nos: list[list[int]] = []  # per significant line: it and the trivial lines just before it
+            pending: list[int] = []
+            for dl in (*h.lines, None):
+                if dl is not None and dl.kind == "+" and dl.new_no is not None:
+                    key = _moved_key(dl.text)
+                    if key is None:
+                        pending.append(dl.new_no)
+                        continue
+                    keys.append(key)
+                    nos.append([*pending, dl.new_no])
+                    pending = []
+                    continue
+                if dl is not None and (dl.kind == "-" or not dl.text.strip()):
+                    continue  # removed or blank lines between added ones don't break an added run
+                linked = [(keys[j], keys[j + 1]) in pairs for j in range(len(keys) - 1)]
+                for i in range(len(keys) - k + 1):
+                    if all(linked[i : i + k - 1]):
+                        found.add(nos[i][-1])
+                        for block in nos[i + 1 : i + k]:
+                            found.update(block)
+                keys, nos, pending = [], [], []
+        if found:
+            out[f.path] = frozenset(found)
+    return out

@@ -204,7 +204,10 @@ async def review_repository(
     say(f"preparing workspace at {head_sha[:7]}")
     try:
         async with workspace(GitSource.local(repo), head_sha, base_sha) as ws:
-            return await review_workspace(ws, inputs, provider=provider, progress=say)
+            outcome = await review_workspace(ws, inputs, provider=provider, progress=say)
+        for note in outcome.rule_notes:
+            print(f"backend-review: {note}", file=sys.stderr)
+        return outcome
     finally:
         if provider is not None:
             await provider.aclose()  # the SDK's connection pool, before the event loop closes

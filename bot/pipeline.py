@@ -19,14 +19,16 @@ from bot.agent.prompt import ReviewPromptContext
 from bot.agent.providers import Provider
 from bot.agent.runner import AgentBudgets, run_agent
 from bot.agent.tools import Toolbox
+from bot.basetree import read_base_context
 from bot.checkout import Workspace
-from bot.diff import PathFilters, budget_prompt, parse_diff
+from bot.diff import PathFilters, budget_prompt, mark_generated, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
 from bot.outdated import ReviewScope
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
+from bot.rules.repo_rules import load_rules, run_repo_rules
 
 log = get_logger(__name__)
 
@@ -58,6 +60,7 @@ class ReviewOutcome:
     changeset: Changeset
     agent: AgentResult | None
     rule_findings: tuple[Finding, ...]
+    rule_notes: tuple[str, ...] = ()  # repository-rule problems (also in the review body)
     full: bool = True  # the diff was the whole pull request, not only the commits since an earlier head
 
     @property
@@ -85,7 +88,13 @@ def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
     return read
 
 
-def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
+def head_prefix_reader(root: Path, limit: int = 8192) -> Callable[[str], Sequence[str] | None]:
+    """The first ``limit`` bytes of head files, as lines, with the same jail as :func:`head_reader`."""
+    root = root.resolve()
+    return lambda path: _read_jailed(root, path, limit)
+
+
+def _read_jailed(root: Path, path: str, limit: int | None = None) -> Sequence[str] | None:
     parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or "\0" in path:
         return None
@@ -100,14 +109,14 @@ def _read_jailed(root: Path, path: str) -> Sequence[str] | None:
             return None
         if stat.S_ISLNK(st.st_mode):
             return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HEAD_FILE_BYTES:
+    if not stat.S_ISREG(st.st_mode) or (limit is None and st.st_size > MAX_HEAD_FILE_BYTES):
         return None
     try:
         fd = os.open(current, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_HEAD_FILE_BYTES + 1)
+        data = fh.read(limit or MAX_HEAD_FILE_BYTES + 1)
     if b"\0" in data[:8192]:
         return None
     # "\n" only, as git splits a diff: splitlines() also breaks at \f, \x85 and U+2028, which shifts
@@ -134,18 +143,25 @@ async def review_workspace(
         raise BudgetExceeded(
             f"the diff is {len(diff_text):,} bytes; backend-review reads at most {inputs.max_diff_bytes:,}"
         )
+    # File kinds, database dialects and repository rules come from the BASE branch only (P-04).
+    base = await read_base_context(ws, ws.base_sha or ws.merge_base)
     changeset = _skip_oversized(
         parse_diff(
             diff_text,
             base_sha=inputs.diff_base or ws.merge_base or "",
             head_sha=ws.head_sha,
-            filters=inputs.filters,
+            filters=replace(inputs.filters, attributes=base.attributes),
         ),
         ws.path,
     )
+    changeset = mark_generated(changeset, head_prefix_reader(ws.path))
     say(f"{len(changeset.files)} changed files, running offline checks")
     rules_started = metrics.clock()
-    rule_findings = tuple(f for f in run_rules(changeset) if _in_focus(f, inputs.focus))
+    repo_rules, rule_problems = load_rules(base.rule_files)
+    repo_run = run_repo_rules(repo_rules, changeset, head_reader(ws.path))
+    rule_findings = tuple(
+        f for f in (*run_rules(changeset, base.project), *repo_run.findings) if _in_focus(f, inputs.focus)
+    )
     metrics.phase_since("rules", rules_started)
     findings: list[Finding] = list(rule_findings)
     agent_result: AgentResult | None = None
@@ -175,7 +191,11 @@ async def review_workspace(
         )
         metrics.phase_since("model", model_started)
         findings.extend(f for f in agent_result.findings if _in_focus(f, inputs.focus))
-    notes = list(inputs.notes)
+    rule_notes = [*rule_problems, *repo_run.notes]
+    rule_notes += [
+        f"`{p}`: over the repository-rule caps; its rules are off" for p in base.rule_files_skipped
+    ]
+    notes = [*inputs.notes, *rule_notes]
     if agent_result is not None and agent_result.status != "ok" and agent_result.note:
         notes.append(agent_result.note)
     ctx = ReviewContext(
@@ -203,7 +223,9 @@ async def review_workspace(
         dropped=draft.dropped,
         agent=agent_result.status if agent_result else "off",
     )
-    return ReviewOutcome(draft, changeset, agent_result, rule_findings, full=inputs.diff_base is None)
+    return ReviewOutcome(
+        draft, changeset, agent_result, rule_findings, tuple(rule_notes), full=inputs.diff_base is None
+    )
 
 
 def _skip_oversized(changeset: Changeset, root: Path) -> Changeset:

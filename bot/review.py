@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from bot.diff import moved_lines
 from bot.models import (
     AgentResult,
     Changeset,
@@ -462,6 +463,20 @@ def _summary_details(
     return lines, fitted
 
 
+def _not_on_moved_code(findings: list[Finding], changeset: Changeset) -> list[Finding]:
+    """Moved code is not new code: a finding whose lines all moved here unchanged is not posted."""
+    if not findings:
+        return findings
+    moved = moved_lines(changeset, {f.path for f in findings})
+    if not moved:
+        return findings
+    return [
+        f
+        for f in findings
+        if not all(n in moved.get(f.path, ()) for n in range(f.line, (f.end_line or f.line) + 1))
+    ]
+
+
 def build_review(
     findings: Sequence[Finding],
     changeset: Changeset,
@@ -470,6 +485,7 @@ def build_review(
 ) -> ReviewDraft:
     """The whole pure stage: findings from every reviewer → a draft GitHub cannot reject."""
     verified, dropped = verify_and_anchor(findings, changeset, read_head)
+    verified = _not_on_moved_code(verified, changeset)
     cleaned = [
         replace(
             f,

@@ -11,8 +11,9 @@ from __future__ import annotations
 from bot.models import Changeset, FileStatus, Finding
 from bot.rules import migrations, reliability, secrets, security, sql, unicode
 from bot.rules.base import Check, Rule, Source, language_of
+from bot.rules.dialect import UNKNOWN_PROJECT, ProjectDialects
 
-__all__ = ["RULES", "Rule", "language_of", "run_rules"]
+__all__ = ["RULES", "ProjectDialects", "Rule", "language_of", "run_rules"]
 
 _CHECKS: tuple[Check, ...] = (
     *sql.CHECKS,
@@ -35,14 +36,17 @@ _BY_LANGUAGE = {
 _ANY_FILE = _checks_for(None)
 
 
-def run_rules(changeset: Changeset) -> list[Finding]:
-    """Findings of every rule on the added lines of every reviewable file, ordered by path and line."""
+def run_rules(changeset: Changeset, project: ProjectDialects = UNKNOWN_PROJECT) -> list[Finding]:
+    """Findings of every rule on the added lines of every reviewable file, ordered by path and line.
+
+    ``project``: what the base branch's settings say about the database, for dialect-specific rules.
+    """
     findings: list[Finding] = []
     for fd in changeset.files:
         if not fd.reviewable or fd.is_binary or fd.status == FileStatus.DELETED or fd.additions == 0:
             continue
         language = language_of(fd.path)
-        src = Source(fd, language)
+        src = Source(fd, language, project)
         if not any(src.added):
             continue
         for check in _BY_LANGUAGE.get(language or "", _ANY_FILE):
@@ -68,9 +72,9 @@ def run_rules(changeset: Changeset) -> list[Finding]:
                         body=" ".join(x for x in (r.message, hit.detail, r.fix_for(language)) if x),
                         evidence=src.raw[i].rstrip(),
                         source=r.id,
-                        confidence=r.confidence,
+                        confidence=r.confidence if hit.confidence is None else hit.confidence,
                         suggestion=hit.suggestion.rstrip() if hit.suggestion else None,
                     )
                 )
     findings.sort(key=lambda f: (f.path, f.line, f.source))
-    return findings
+    return migrations.one_per_file(findings)

@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from bot.models import Category, FileDiff, Severity
 from bot.rules.comments import strip_comments
+from bot.rules.dialect import UNKNOWN_PROJECT, ProjectDialects, dialect_of
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Hit:
     index: int  # index into Source.lines
     suggestion: str | None = None
     detail: str | None = None  # what this occurrence is, between the rule's message and its fix
+    confidence: float | None = None  # overrides the rule's, e.g. lower when a premise is unknown
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,23 @@ def language_of(path: str) -> str | None:
 
 
 _TEST_PATH = re.compile(
-    r"(?:^|/)(?:tests?|spec|specs|__tests__|testdata|fixtures|testing)/"
-    r"|(?:^|/)test_[^/]*\.py$|_test\.(?:py|go|rb)$|_spec\.rb$|\.(?:spec|test)\.[cm]?[jt]sx?$"
-    r"|(?:Test|Tests|IT)\.java$|(?:^|/)conftest\.py$"
+    r"(?:^|/)(?:tests?|spec|specs|__tests__|__mocks__|testdata|fixtures?|testing|e2e|cypress|playwright"
+    r"|test[_-]?(?:utils?|helpers?|support|fixtures)|testutils?|testhelpers?|mocks?|fakes?|stubs?)/"
+    r"|(?:^|/)test_[^/]*\.py$|_test\.(?:py|go|rb)$|_spec\.rb$|\.(?:spec|test|e2e|cy)\.[cm]?[jt]sx?$"
+    r"|(?:Test|Tests|IT)\.java$|(?:^|/)(?:conftest\.py|test_helper\.rb|spec_helper\.rb|rails_helper\.rb)$"
+    r"|(?:^|/|_)(?:testutils?|testhelpers?|test_?utils?|test_?helpers?|mocks?|fakes?)\.\w+$",
+    re.I,
+)
+# Support code for tests outside test paths (a Go helper in the package itself, a shared test utility):
+# it imports a test framework. Read on the visible code, comments blanked.
+_TEST_IMPORT = re.compile(
+    r"^\s*(?:import\s+)?\"(?:testing|net/http/httptest|github\.com/stretchr/testify/\w+)\"\s*$"
+    r"|^\s*(?:import|from)\s+(?:pytest|unittest|factory|faker)\b"
+    r"|\bfrom\s+['\"](?:vitest|@jest/globals|@playwright/test|cypress|supertest|@testing-library/\w+)['\"]"
+    r"|\brequire\(\s*['\"](?:supertest|chai|sinon)['\"]\s*\)"
+    r"|^\s*require\s+['\"](?:rspec|minitest|rails_helper|spec_helper|test_helper)\b"
+    r"|^\s*import\s+(?:static\s+)?org\.(?:junit|mockito|testng)\.",
+    re.M,
 )
 
 
@@ -153,11 +169,22 @@ _DIRECTION = re.compile(
 _SQL_DIRECTIVE = re.compile(r"^\s*--\s*\+?(?:goose\s+|migrate[:\s]\s*)(?:up|down)\b", re.I)
 
 
+MAX_CODE_LINE = 10_000  # chars: longer lines are machine-made; the checks read them as blank
+
+
+def _blank_long(line: str) -> str:
+    return "" if len(line) > MAX_CODE_LINE else line
+
+
 class Source:
     """The RIGHT side of one file's hunks, with helpers to read statements around an added line."""
 
-    def __init__(self, fd: FileDiff, language: str | None) -> None:
+    def __init__(
+        self, fd: FileDiff, language: str | None, project: ProjectDialects = UNKNOWN_PROJECT
+    ) -> None:
         self.path = fd.path
+        self.project = project
+        self._dialect: tuple[str | None] | None = None
         self.language = language
         self.status = fd.status
         self.is_test = is_test_path(fd.path)
@@ -180,16 +207,24 @@ class Source:
                 hunk_of.append(hid)
             # Each hunk is lexed on its own: what lies between hunks is unknown.
             code.extend(strip_comments(lines[first:], language, mid_file=h.new_start > 1))
+        # A machine-made line (bundle, data dump, one-line generated file) is not code anyone reads: it is
+        # blanked in both views, so no check scans megabytes of it (a 20 MB one-line file took 20 s).
+        long_lines = any(len(t) > MAX_CODE_LINE for t in lines)
+        if long_lines:
+            code = [_blank_long(c) for c in code]
+        self._readable_raw = [_blank_long(t) for t in lines] if long_lines else lines
         self.raw = lines  # the head file's lines: evidence, and what in_comments checks read
-        # Comments blanked, same lengths, so columns agree with raw; the raw list itself when no comment.
+        # Comments blanked, same lengths (but for blanked long lines), so columns agree with raw; the raw
+        # list itself when there is neither.
         self.lines = lines if code == lines else code
         self.nos = nos
         self.added = added
         self.hunk_of = hunk_of
         self.text = "\n".join(code)
+        self.is_test = self.is_test or _TEST_IMPORT.search(self.text) is not None
         starts = []
         pos = 0
-        for t in lines:
+        for t in code:  # the views' line lengths: raw but for blanked machine-made lines
             starts.append(pos)
             pos += len(t) + 1
         self._starts = starts
@@ -198,14 +233,21 @@ class Source:
         self._raw_view: Source | None = None
         self.candidates: list[int] | None = None
 
+    @property
+    def dialect(self) -> str | None:
+        """The SQL dialect this (migration) file runs on, None when unknown (:mod:`bot.rules.dialect`)."""
+        if self._dialect is None:
+            self._dialect = (dialect_of(self.path, self.text, self.project),)
+        return self._dialect[0]
+
     def raw_view(self) -> Source:
         """This view with the comments left in (for checks that look for secrets in any text)."""
-        if self.raw is self.lines:
+        if self._readable_raw is self.lines:
             return self
         if self._raw_view is None:
             view = copy.copy(self)
-            view.lines = self.raw
-            view.text = "\n".join(self.raw)
+            view.lines = self._readable_raw
+            view.text = "\n".join(self._readable_raw)
             view._lower = None
             view._code_idx = None
             view.candidates = None

@@ -8,10 +8,16 @@ The down/downgrade/rollback half of a migration undoes the up half, so drops the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
-from bot.models import Category, FileStatus, Severity
+from bot.models import Category, FileStatus, Finding, Severity
 from bot.rules.base import MIGRATION_LANGS, Check, Hit, Source, call_args, kwarg, rule
+from bot.rules.dialect import POSTGRES
+
+# A Postgres-only rule on a migration whose dialect is unknown: reported, but below the inline threshold
+# (it still reaches the agent as a hint). Precision wins over recall.
+UNKNOWN_DIALECT_CONFIDENCE = 0.45
 
 _SQL_DROP = re.compile(r"\bDROP\s+(?:COLUMN|TABLE)\b", re.I)
 _ORM_DROP = re.compile(
@@ -30,10 +36,13 @@ _REVERSE = re.compile(r"\breverse_sql\s*=")
 
 
 def _up_hits(src: Source, *patterns: re.Pattern[str]) -> Iterator[Hit]:
+    rebuilt = _rebuilt_tables(src)
     for pattern in patterns:
         for i, m in src.line_matches(pattern):
             line = src.lines[i]
             if _REVERSE.search(line[: m.start()]) or src.direction(i) == "down":
+                continue
+            if rebuilt and _rebuild_step(src, i, rebuilt):
                 continue
             yield Hit(i)
 
@@ -44,6 +53,42 @@ def _drop(src: Source) -> Iterator[Hit]:
 
 def _rename(src: Source) -> Iterator[Hit]:
     return _up_hits(src, _SQL_RENAME, _ORM_RENAME)
+
+
+# -- table rebuilds (SQLite's way to alter a table) ------------------------------------------------------
+
+_NAME = r"[\"`\[]?(\w+)[\"`\]]?"
+_RENAME_TABLE = re.compile(rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?{_NAME}\s+RENAME\s+TO\s+{_NAME}", re.I)
+_CREATE_TABLE = re.compile(rf"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_NAME}", re.I)
+_COPY = re.compile(rf"\bINSERT\s+INTO\s+{_NAME}[^;]*?\bSELECT\b[^;]*?\bFROM\s+{_NAME}", re.I | re.S)
+_DROP_TABLE = re.compile(rf"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?{_NAME}", re.I)
+
+
+def _rebuilt_tables(src: Source) -> set[str]:
+    """Tables this migration rebuilds: a copy is created, the rows copied into it, the old one dropped and
+    the copy renamed into its place (or the old one renamed away first). No data or name is lost, so the
+    DROP and RENAME in it are not the drop and rename the rules warn about."""
+    if "rename" not in src.text.lower():
+        return set()
+    created = {m.group(1).lower() for m in _CREATE_TABLE.finditer(src.text)}
+    copies = {(m.group(1).lower(), m.group(2).lower()) for m in _COPY.finditer(src.text)}
+    dropped = {m.group(1).lower() for m in _DROP_TABLE.finditer(src.text)}
+    out: set[str] = set()
+    for m in _RENAME_TABLE.finditer(src.text):
+        a, b = m.group(1).lower(), m.group(2).lower()
+        # new_t created, filled from t, t dropped, new_t → t; or t → t_old, t created, filled, t_old dropped
+        if a in created and b in dropped and (a, b) in copies:
+            out.update((a, b))
+    return out
+
+
+def _rebuild_step(src: Source, i: int, rebuilt: set[str]) -> bool:
+    text, _ = src.sql_statement(i, limit=3)
+    for rx in (_DROP_TABLE, _RENAME_TABLE):
+        m = rx.search(text)
+        if m and m.group(1).lower() in rebuilt:
+            return True
+    return False
 
 
 # -- NOT NULL without a default -------------------------------------------------------------------------
@@ -79,6 +124,28 @@ def _table_above(src: Source, i: int) -> str | None:
 
 
 _DJ_ADDFIELD = re.compile(r"\bmigrations\.AddField\s*\(")
+# Django's schema editor adds a column with the field's "effective default" for the existing rows
+# (BaseDatabaseSchemaEditor.effective_default): its default=, else "" for a blank=True field whose class
+# allows empty strings (CharField, TextField, SlugField, EmailField, URLField, FileField, …), else now()
+# for auto_now / auto_now_add. These classes don't allow empty strings, so blank=True alone adds nothing:
+_DJ_NO_EMPTY_STRING = re.compile(
+    r"\b(?:\w*IntegerField|\w*AutoField|FloatField|DecimalField|BooleanField|NullBooleanField|DateField"
+    r"|DateTimeField|TimeField|DurationField|UUIDField|JSONField|GenericIPAddressField|ForeignKey"
+    r"|OneToOneField|ArrayField|HStoreField|\w*RangeField)\s*\("
+)
+_DJ_FILLED = re.compile(
+    r"ManyToManyField|GenericRelation|GeneratedField|\bnull\s*=\s*True|\b(?:db_)?default\s*=|\bauto_now(?:_add)?\s*=\s*True"
+    r"|\bprimary_key\s*=\s*True"
+)
+
+
+def _django_fills_rows(field: str) -> bool:
+    """Whether Django's AddField gives existing rows a value for ``field`` (the field's constructor text)."""
+    if _DJ_FILLED.search(field):
+        return True
+    return re.search(r"\bblank\s*=\s*True", field) is not None and not _DJ_NO_EMPTY_STRING.search(field)
+
+
 _AL_ADD_COLUMN = re.compile(r"\b(?:op|batch_op)\.add_column\s*\(")
 _RB_ADD_COLUMN = re.compile(r"^\s*add_column\s+:(\w+)\s*,[^\n]*\bnull:\s*false\b")
 _KNEX_NOT_NULL = re.compile(r"\.notNullable\s*\(\s*\)")
@@ -106,11 +173,7 @@ def _not_null(src: Source) -> Iterator[Hit]:
             args, _ = call_args(text, m)
             field = kwarg(args, "field") or ""
             model = (kwarg(args, "model_name") or "").strip("\"'")
-            if (
-                initial
-                or not field
-                or re.search(r"ManyToManyField|\bnull\s*=\s*True|\bdefault\s*=|\bdb_default\s*=", field)
-            ):
+            if initial or not field or _django_fills_rows(field):
                 continue
             if model and re.search(
                 rf"CreateModel\(\s*(?:name\s*=\s*)?[\"']{re.escape(model)}[\"']", src.text, re.I
@@ -141,15 +204,29 @@ def _not_null(src: Source) -> Iterator[Hit]:
 # -- index builds that lock writes ----------------------------------------------------------------------
 
 _SQL_CREATE_INDEX = re.compile(r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\b", re.I)
-_NOT_POSTGRES = re.compile(r"`|\bENGINE\s*=|\bAUTO_INCREMENT\b|\bAUTOINCREMENT\b|\bALGORITHM\s*=", re.I)
 _AL_CREATE_INDEX = re.compile(r"\bop\.create_index\s*\(")
 _RB_ADD_INDEX = re.compile(r"^\s*add_index\s+:(\w+)")
 
 
+def _postgres_confidence(src: Source) -> float | None:
+    """None on Postgres (the rule's own confidence), lower when the dialect is unknown, -1 elsewhere."""
+    dialect = src.dialect
+    if dialect == POSTGRES:
+        return None
+    return UNKNOWN_DIALECT_CONFIDENCE if dialect is None else -1.0
+
+
 def _index(src: Source) -> Iterator[Hit]:
-    sql_ok = not _NOT_POSTGRES.search(src.text)
+    conf = _postgres_confidence(src)
+    if conf is not None and conf < 0:
+        return  # CONCURRENTLY is Postgres syntax; MySQL builds InnoDB indexes online, SQLite has one writer
+    for hit in _index_hits(src):
+        yield replace(hit, confidence=conf)
+
+
+def _index_hits(src: Source) -> Iterator[Hit]:
     for i, _ in src.line_matches(_SQL_CREATE_INDEX):
-        if not sql_ok or src.direction(i) == "down":
+        if src.direction(i) == "down":
             continue
         text, _ = src.sql_statement(i)
         if re.search(r"\bCONCURRENTLY\b", text, re.I):
@@ -199,8 +276,16 @@ def _indexed_columns(src: Source) -> set[str]:
 
 def _fk_index(src: Source) -> Iterator[Hit]:
     # Only when the whole migration is in view: an index further down an existing file would be missed.
-    if src.status != FileStatus.ADDED or _NOT_POSTGRES.search(src.text):
+    if src.status != FileStatus.ADDED:
         return
+    conf = _postgres_confidence(src)
+    if conf is not None and conf < 0:
+        return  # MySQL (InnoDB) indexes a foreign key's column itself
+    for hit in _fk_index_hits(src):
+        yield replace(hit, confidence=conf)
+
+
+def _fk_index_hits(src: Source) -> Iterator[Hit]:
     indexed = _indexed_columns(src)
     for pattern in (_SQL_INLINE_FK, _SQL_FK_CONSTRAINT):
         for i, m in src.line_matches(pattern):
@@ -361,3 +446,31 @@ CHECKS = (
         migrations_only=True,
     ),
 )
+
+
+_IDS = frozenset(c.rule.id for c in CHECKS)
+
+
+def one_per_file(findings: Sequence[Finding]) -> list[Finding]:
+    """One comment per migration rule and file (path- and line-ordered input): ten indexes added in one
+    migration are one decision for its author, so the first finding names the other lines."""
+    out: list[Finding] = []
+    first: dict[tuple[str, str], int] = {}
+    more: dict[int, list[int]] = {}
+    for f in findings:
+        if f.source not in _IDS:
+            out.append(f)
+            continue
+        key = (f.path, f.source)
+        if key in first:
+            more.setdefault(first[key], []).append(f.line)
+            continue
+        first[key] = len(out)
+        out.append(f)
+    for idx, lines in more.items():
+        f = out[idx]
+        listed = ", ".join(str(n) for n in lines[:20]) + (", …" if len(lines) > 20 else "")
+        out[idx] = replace(
+            f, body=f"{f.body} The same applies to line{'s' if len(lines) > 1 else ''} {listed}."
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -30,9 +31,21 @@ _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _FIELD_NAME = re.compile(r"^[a-z_.]*(?:pass|secret|key|token)[a-z_.]*$")
 
 
+def _obviously_fake(v: str) -> bool:
+    """One character repeated, or a run of consecutive digits ("123456789", "987654321")."""
+    if len(set(v)) == 1:
+        return True
+    if v.isdigit() and len(v) >= 4:
+        steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(v)}
+        return steps in ({1}, {9})
+    return False
+
+
 def _literal_secret(val: str, name: str) -> bool:
     v = val.strip()
     if len(v) < 4 or _PLACEHOLDER.search(v) or _ENV_NAME.match(v) or _FIELD_NAME.match(v):
+        return False
+    if _obviously_fake(v):
         return False
     if v.lower() == name.lower() or v.startswith(("/", "http://", "https://", "./", "~")):
         return False
@@ -66,6 +79,7 @@ def _hardcoded(src: Source) -> Iterator[Hit]:
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
 )
+_PEM_BODY = re.compile(r"^(?:[A-Za-z0-9+/]{4,}={0,2}|Proc-Type:)")
 _TOKEN_FORMAT = re.compile(
     r"\b(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,}|xox[baprs]-[0-9A-Za-z-]{10,}"
     r"|sk_live_[0-9A-Za-z]{20,}|rk_live_[0-9A-Za-z]{20,}|AIza[0-9A-Za-z_-]{35}|glpat-[0-9A-Za-z_-]{20}"
@@ -74,8 +88,14 @@ _TOKEN_FORMAT = re.compile(
 
 
 def _private_key(src: Source) -> Iterator[Hit]:
-    for i, _ in src.line_matches(_PRIVATE_KEY):
-        yield Hit(i)
+    for i, m in src.line_matches(_PRIVATE_KEY):
+        # A key has a base64 body after its header; a header alone (a prefix check, a format hint) or
+        # a placeholder body ("...", "<your key>") is not one.
+        after = [src.lines[i][m.end() :], *(src.lines[j] for j in src.code_lines(i, 1, 2))]
+        words = re.sub(r"\\[nr]|[\s\"'`+,;(){}\[\]]", " ", " ".join(after)).split()
+        body = [w for w in words if w.strip("/#*-!")]  # comment markers around a key in a comment
+        if body and _PEM_BODY.match(body[0]):
+            yield Hit(i)
 
 
 def _token_format(src: Source) -> Iterator[Hit]:

@@ -112,9 +112,19 @@ def _describe(line: str, found: list[int]) -> str:
     return f"The line as the compiler reads it: {span} — hidden: {', '.join(names)}."
 
 
+# Translation catalogs carry right-to-left languages, whose text legitimately holds bidi marks and
+# joiners; nothing compiles them as code, so Trojan Source does not apply there.
+_TRANSLATION = re.compile(
+    r"(?i)(\.(po|pot|xlf|xliff|strings|stringsdict|arb|resx|ftl)$"
+    r"|(^|/)(locales?|i18n|l10n|translations)/.*\.(json|ya?ml|properties|ini|toml)$)"
+)
+
+
 def _scan(src: Source, *, bidi: bool) -> Iterator[Hit]:
     """Lines with hidden characters: those holding a bidi control (``bidi``) or only invisible ones, so a
     line is reported once, by the check that matters most."""
+    if _TRANSLATION.search(src.path):
+        return
     for i, line in enumerate(src.raw):
         if not src.added[i] or line.isascii():
             continue

@@ -127,3 +127,20 @@ def test_p03_real_git_review_reports_them_on_the_right_lines(tmp_path: Path) -> 
         ("invisible-character", 6, "inline"),
     ]
     assert outcome.draft.dropped == 0
+
+
+AR_PO = 'msgid "Sign In"\nmsgstr "\u200fتسجيل الدخول\u202b (Google)\u202c"'
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["allauth/locale/ar/LC_MESSAGES/django.po", "i18n/he.pot", "app/locales/fa.json", "ios/ar.strings"],
+)
+def test_p03_translation_catalogs_of_rtl_languages_are_not_flagged(path: str) -> None:
+    """Right-to-left translations legitimately hold bidi marks; nothing compiles a catalog as code."""
+    assert findings(path, AR_PO) == []
+
+
+@pytest.mark.parametrize("path", ["django/conf/locale/ar/formats.py", "app/i18n.py", "src/locales/index.ts"])
+def test_p03_code_inside_locale_directories_is_still_read(path: str) -> None:
+    assert [f.source for f in findings(path, "x = 1  # a\u202eb")] == ["bidi-control"]
