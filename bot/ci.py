@@ -258,6 +258,9 @@ async def publish(
                 await gh.post_file_comment(ctx.pr, ctx.head_sha, fc.path, fc.body)
         except GitHubForbidden:
             done.refused.append("review")
+    if post_review and "review" not in done.refused:
+        # a full review (merge base..head): earlier threads whose finding is gone get resolved
+        await gh.resolve_outdated_threads(ctx.pr, outcome.scope())
     try:
         done.check_id = await gh.create_check_run(ctx.pr, ctx.head_sha, name=CHECK_NAME)
     except GitHubForbidden:

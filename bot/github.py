@@ -35,6 +35,7 @@ import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import (
     GitHubException,
+    GraphQLFailed,
     RateLimitExceeded,
     RequestError,
     RequestFailed,
@@ -47,6 +48,8 @@ from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.formats import Annotation
 from bot.log import SECRETS, get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+from bot.outdated import PostedThread, ReviewScope, threads_to_resolve
+from bot.review import parse_markers
 from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text, truncate
 
 log = get_logger(__name__)
@@ -62,6 +65,24 @@ MAX_BODY = 65_536
 MAX_OUTPUT_TEXT = 65_535
 SECONDARY_LIMIT_WAIT = 60.0  # "wait at least one minute" when GitHub gives no retry-after
 _MARKER = re.compile(r"<!-- backend-review [^>]*-->")
+
+# Fixed GraphQL documents: only ids and numbers travel as variables, never text.
+_THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $after: String) {
+  repository(owner: $owner, name: $name) { pullRequest(number: $number) {
+    reviewThreads(first: 100, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { id isResolved isOutdated path subjectType
+        comments(first: 1) { nodes { id databaseId isMinimized } } } } } } }
+"""
+_RESOLVE_THREAD = (
+    "mutation($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }"
+)
+_MINIMIZE_OUTDATED = (
+    "mutation($id: ID!) { minimizeComment(input: {subjectId: $id, classifier: OUTDATED}) "
+    "{ minimizedComment { isMinimized } } }"
+)
+MAX_THREAD_PAGES = 30  # 3,000 threads: far past any pull request this App reviews
 
 DEFAULT_CHECK_NAME = plain_text("backend-review")
 Reaction = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -100,6 +121,21 @@ class GitHubNotFound(GitHubError):
 
 class GitHubUnprocessable(GitHubError):
     """422: validation failed (e.g. a review comment anchored outside the diff)."""
+
+
+def map_graphql_error(exc: GraphQLFailed, what: str) -> GitHubUnavailable | GitHubError:
+    """GraphQL answers 200 with ``errors``; their ``type`` says which of our errors it is."""
+    errors = exc.response.errors or []
+    types = {str(e.type or "").upper() for e in errors}
+    message = "; ".join(e.message for e in errors)[:500]
+    if "RATE_LIMITED" in types or "rate limit" in message.lower():
+        return GitHubUnavailable(f"{what}: rate limited", retry_after=SECONDARY_LIMIT_WAIT)
+    kind: type[GitHubError] = GitHubError
+    if "FORBIDDEN" in types:
+        kind = GitHubForbidden
+    elif "NOT_FOUND" in types:
+        kind = GitHubNotFound
+    return kind(f"{what}: {message}".strip())
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -565,6 +601,115 @@ class GitHubClient:
             ):
                 return int(review["id"])
         return None
+
+    # ---------------------------------------------------------------- review lifecycle (GraphQL)
+
+    async def _graphql(
+        self, query: str, variables: dict[str, Any], what: str, *, write: bool = False
+    ) -> dict[str, Any]:
+        async def send() -> dict[str, Any]:
+            try:
+                return await self._gh.async_graphql(query, variables)
+            except GraphQLFailed as e:
+                raise map_graphql_error(e, what) from None
+            except GitHubException as e:
+                raise map_error(e, what) from None
+
+        if not write:
+            return await send()
+        async with self._pacer.slot(self._installation_id):  # mutations count toward write limits too
+            return await send()
+
+    async def review_threads(self, pr: PullRequestRef) -> list[dict[str, Any]]:
+        """Every review thread of the pull request (GraphQL nodes; resolution state lives only there)."""
+        self._repo_path(pr)  # K-05: only the bound repository
+        nodes: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(MAX_THREAD_PAGES):
+            data = await self._graphql(
+                _THREADS_QUERY,
+                {"owner": self._bound.owner, "name": self._bound.repo, "number": pr.number, "after": after},
+                "list review threads",
+            )
+            pull = ((data.get("repository") or {}).get("pullRequest")) or {}
+            page = pull.get("reviewThreads") or {}
+            nodes.extend(n for n in page.get("nodes") or () if isinstance(n, dict))
+            info = page.get("pageInfo") or {}
+            after = info.get("endCursor")
+            if not info.get("hasNextPage") or not after:
+                break
+        return nodes
+
+    async def resolve_review_thread(self, pr: PullRequestRef, thread_id: str) -> bool:
+        self._repo_path(pr)
+        data = await self._graphql(_RESOLVE_THREAD, {"id": thread_id}, "resolve review thread", write=True)
+        thread = (data.get("resolveReviewThread") or {}).get("thread") or {}
+        return bool(thread.get("isResolved"))
+
+    async def minimize_comment(self, pr: PullRequestRef, node_id: str) -> bool:
+        """Hide a comment as outdated (``minimizeComment``, classifier OUTDATED)."""
+        self._repo_path(pr)
+        data = await self._graphql(_MINIMIZE_OUTDATED, {"id": node_id}, "minimize comment", write=True)
+        comment = (data.get("minimizeComment") or {}).get("minimizedComment") or {}
+        return bool(comment.get("isMinimized"))
+
+    async def posted_threads(self, pr: PullRequestRef) -> list[PostedThread]:
+        """Review threads whose first comment this identity wrote, with that comment's fingerprints.
+
+        Ownership and fingerprints come from the REST comment (its ``user.login`` is the App's
+        ``<slug>[bot]``), matched to the thread by the first comment's ``databaseId``: a thread someone
+        else started is never touched, whatever markers its text carries."""
+        ours: dict[int, frozenset[str]] = {}
+        for c in await self._paginate(
+            f"{self._repo_path(pr)}/pulls/{pr.number}/comments", "list review comments"
+        ):
+            if isinstance(c, Mapping) and self.is_ours(c) and c.get("in_reply_to_id") is None:
+                ours[int(c["id"])] = frozenset(parse_markers(str(c.get("body") or "")))
+        if not any(ours.values()):
+            return []  # nothing of ours to resolve: spare the GraphQL query
+        out = []
+        for node in await self.review_threads(pr):
+            first = next(iter((node.get("comments") or {}).get("nodes") or ()), None)
+            if not isinstance(first, dict) or first.get("databaseId") not in ours:
+                continue
+            out.append(
+                PostedThread(
+                    thread_id=str(node["id"]),
+                    comment_node_id=str(first.get("id") or ""),
+                    comment_id=int(first["databaseId"]),
+                    path=str(node.get("path") or ""),
+                    fingerprints=ours[int(first["databaseId"])],
+                    outdated=bool(node.get("isOutdated")),
+                    resolved=bool(node.get("isResolved")),
+                    minimized=bool(first.get("isMinimized")),
+                    file_level=str(node.get("subjectType") or "").upper() == "FILE",
+                )
+            )
+        return out
+
+    async def resolve_outdated_threads(self, pr: PullRequestRef, scope: ReviewScope) -> tuple[int, int]:
+        """Resolve this App's threads whose findings the new review no longer finds (see
+        :mod:`bot.outdated`); a thread GitHub will not let us resolve has its comment minimized as
+        OUTDATED instead. Returns (resolved, minimized). Best effort: never raises for GitHub's
+        refusals or outages, since the review itself is already posted."""
+        resolved = minimized = 0
+        try:
+            todo = threads_to_resolve(await self.posted_threads(pr), scope)
+            for t in todo:
+                try:
+                    if await self.resolve_review_thread(pr, t.thread_id):
+                        resolved += 1
+                        continue
+                except GitHubError as e:
+                    log.info("review thread not resolved; minimizing its comment", error=str(e))
+                if t.comment_node_id and await self.minimize_comment(pr, t.comment_node_id):
+                    minimized += 1
+        except (GitHubError, GitHubUnavailable) as e:
+            log.warning("outdated findings not resolved", error=str(e))
+        except Exception as e:  # e.g. an unexpected response shape: the review is posted all the same
+            log.warning("outdated findings not resolved", error=type(e).__name__)
+        log.info("outdated findings resolved", resolved=resolved, minimized=minimized)
+        return resolved, minimized
 
 
 def _bodies(items: Sequence[Any], author: str | None) -> list[str]:

@@ -530,6 +530,10 @@ class ReviewJobRunner:
                 for fc in draft.file_comments:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
                 metrics.review_posted(draft.findings)
+            # earlier findings this head no longer has: their threads resolved (never raises)
+            await gw.resolve_outdated_threads(
+                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
+            )
             await gw.complete_check_run(
                 job.pr,
                 check_id,

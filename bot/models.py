@@ -242,6 +242,8 @@ class ReviewDraft:
     check_summary: Sanitised = _NO_SUMMARY
     # decided by code from every verified finding, including ones posted by an earlier review (O-08)
     conclusion: Literal["neutral", "failure", "success"] = "neutral"
+    # fingerprints of every verified finding, also those not reposted (bot.outdated reads it)
+    standing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from bot.diff import PathFilters, budget_prompt, mark_generated, parse_diff
 from bot.errors import BudgetExceeded
 from bot.log import SECRETS, get_logger
 from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
+from bot.outdated import ReviewScope
 from bot.review import ReviewContext, build_review
 from bot.rules import FileTexts, language_of, run_rules
 from bot.rules.repo_rules import load_rules, run_repo_rules
@@ -62,10 +63,17 @@ class ReviewOutcome:
     agent: AgentResult | None
     rule_findings: tuple[Finding, ...]
     rule_notes: tuple[str, ...] = ()  # repository-rule problems (also in the review body)
+    full: bool = True  # the diff was the whole pull request, not only the commits since an earlier head
 
     @property
     def conclusion(self) -> str:
         return self.draft.conclusion
+
+    def scope(self, *, focused: bool = False) -> ReviewScope:
+        """What earlier threads this review can judge (bot.outdated): a focused review, or a model
+        reviewer that did not finish, cannot tell that an earlier finding went away."""
+        agent_ok = self.agent is None or self.agent.status == "ok"
+        return ReviewScope(self.draft.standing, self.changeset, self.full, whole=agent_ok and not focused)
 
 
 def head_reader(root: Path) -> Callable[[str], Sequence[str] | None]:
@@ -225,7 +233,9 @@ async def review_workspace(
         dropped=draft.dropped,
         agent=agent_result.status if agent_result else "off",
     )
-    return ReviewOutcome(draft, changeset, agent_result, rule_findings, tuple(rule_notes))
+    return ReviewOutcome(
+        draft, changeset, agent_result, rule_findings, tuple(rule_notes), full=inputs.diff_base is None
+    )
 
 
 MAX_TREE_FILES = 500  # beyond this many changed code files, the structural checks read the hunks only

@@ -484,6 +484,27 @@ def _not_on_moved_code(findings: list[Finding], changeset: Changeset) -> list[Fi
     ]
 
 
+def _moved_standing(
+    found: Sequence[Finding], posted: Sequence[Finding], changeset: Changeset, ctx: ReviewContext
+) -> frozenset[str]:
+    """Findings on moved or re-spaced code are not posted, yet they still stand: their fingerprints,
+    also as if still in any file this change deleted lines from (code moved out of it), keep the
+    earlier thread open (bot.outdated)."""
+    kept = set(posted)
+    sources = {fd.path for fd in changeset.files if fd.deletions}
+    out: set[str] = set()
+    for f in found:
+        if f in kept:
+            continue
+        f = replace(
+            f,
+            evidence=clean_text(f.evidence, secrets=ctx.secrets),
+            source=" ".join(clean_text(f.source, secrets=ctx.secrets).split())[:100],
+        )
+        out |= {fingerprint(replace(f, path=p)) for p in {f.path, *sources}}
+    return frozenset(out)
+
+
 def build_review(
     findings: Sequence[Finding],
     changeset: Changeset,
@@ -492,6 +513,7 @@ def build_review(
 ) -> ReviewDraft:
     """The whole pure stage: findings from every reviewer → a draft GitHub cannot reject."""
     verified, dropped = verify_and_anchor(findings, changeset, read_head)
+    found = verified
     verified = _not_on_moved_code(verified, changeset)
     cleaned = [
         replace(
@@ -556,6 +578,8 @@ def build_review(
         check_title=title,
         check_summary=summary,
         conclusion=verdict,
+        standing=frozenset(fp for c in merged for fp in c.fps)
+        | _moved_standing(found, verified, changeset, ctx),
     )
 
 

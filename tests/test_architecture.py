@@ -20,6 +20,7 @@ PURE = [
     "redact.py",
     "backoff.py",
     "workflow_commands.py",
+    "outdated.py",
     *(f"rules/{p.name}" for p in sorted((BOT / "rules").glob("*.py"))),
 ]
 IO_LIBRARIES = {

@@ -25,7 +25,7 @@ from bot.ci import MODEL_SKIPPED, run_ci
 from bot.cli import build_parser, main
 from tests.conftest import SARIF_SCHEMA, WEBHOOKS
 from tests.support.fake_github import FakeGitHub, FakePull, FakeRepo
-from tests.support.gitrepo import GIT_ENV, init_repo
+from tests.support.gitrepo import GIT_ENV, GitRepo, init_repo
 
 WRITE = {"contents": "read", "pull_requests": "write", "checks": "write", "metadata": "read"}
 READ_ONLY = {"contents": "read", "pull_requests": "read", "checks": "read", "metadata": "read"}
@@ -39,6 +39,7 @@ class World:
     repo: FakeRepo
     pr: FakePull
     tmp: Path
+    work: GitRepo
 
     def checkout(self, sha: str) -> Path:
         """What actions/checkout does by default: a depth-1 fetch of one commit, no credentials kept."""
@@ -92,7 +93,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         work.commit(demo.PR_TITLE, {**demo.PR, "setup.py": hook, "conftest.py": hook})
         repo.push(work, "main", "feature")
         pr = fake.add_pull(repo, head_ref="feature", title=demo.PR_TITLE, body=demo.PR_BODY)
-        yield World(fake, repo, pr, tmp_path)
+        yield World(fake, repo, pr, tmp_path, work)
         assert fake.errors == []
 
 
@@ -153,6 +154,30 @@ def test_ci_posts_one_comment_review_and_a_check_run_with_a_write_token(world: W
     assert code == 0
     assert len(world.fake.review_comments) == comments_before
     assert len(world.fake.check_runs) == 2
+
+
+def test_ci_resolves_the_thread_of_a_fixed_finding(world: World) -> None:
+    """Issue 11 item 5 on the CI path: a push that removes a flagged line resolves its thread (the
+    workflow token posts as github-actions[bot]; only its own threads are touched)."""
+    token = world.fake.add_token(world.repo, permissions=WRITE)
+    world.fake.tokens[-1].body["workflow"] = True
+    code, _ = ci([], world.env(token=token, event=world.event("pull_request/opened.payload.json")))
+    assert code == 0
+    roots = [c for c in world.fake.review_comments if c.in_reply_to_id is None]
+    target = roots[0]
+    assert target.user_login == "github-actions[bot]" and target.line is not None
+    text = world.fake.repos[world.repo.full_name.lower()].git("show", f"{world.pr.head_sha}:{target.path}")
+    lines = text.split("\n")
+    del lines[target.line - 1]  # the fix: the flagged line is gone
+    world.work.commit("fix", {target.path: "\n".join(lines)})
+    world.repo.push(world.work, "feature")
+    world.fake.update_pull(world.pr)
+    env = world.env(token=token, event=world.event("pull_request/synchronize.payload.json"))
+    code, _ = ci([], env)
+    assert code == 0
+    assert target.resolved
+    untouched = [c for c in roots if c.path != target.path]
+    assert untouched and not any(c.resolved for c in untouched)
 
 
 def test_ci_no_review_flag_posts_only_the_check(world: World) -> None:

@@ -28,7 +28,7 @@ from bot.github import (
 )
 from bot.log import SECRETS
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
-from tests.support.fake_github import FakeGitHub, FakePull, FakeRepo
+from tests.support.fake_github import FakeGitHub, FakePull, FakeRepo, FakeReviewComment
 from tests.support.gitrepo import GIT_ENV, GitRepo, init_repo
 
 T = TypeVar("T")
@@ -449,3 +449,84 @@ def test_c05_git_fetch_by_sha_with_read_token(world: World) -> None:
     # after the session the token is revoked: git is refused too
     late = _fetch(world.tmp / "c", url, world.pr.head_sha, git_auth_header(world.gh.tokens[0].value))
     assert late.returncode != 0
+
+
+# ------------------------------------------------------------------ review lifecycle (GraphQL)
+
+FP_MARK = "<!-- backend-review fp=0123456789abcdef sha=0000000 -->"
+
+
+def _post_thread(world: World) -> int:
+    draft = replace(world.draft((comment(5),)), comments=(replace(comment(5), body=f"finding\n{FP_MARK}"),))
+    world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    (root,) = world.gh.review_comments
+    return root.id
+
+
+def test_k02_graphql_threads_resolve_and_minimize_with_the_write_token_only(world: World) -> None:
+    comment_id = _post_thread(world)
+    (thread,) = world.run(lambda c: c.posted_threads(world.job.pr))
+    assert (thread.comment_id, thread.path, thread.fingerprints) == (
+        comment_id,
+        "app.py",
+        {"0123456789abcdef"},
+    )
+    assert not thread.outdated and not thread.resolved and not thread.file_level
+    with pytest.raises(GitHubForbidden):  # K-02: the read token may list threads, never change them
+        world.run(lambda c: c.resolve_review_thread(world.job.pr, thread.thread_id))
+    with pytest.raises(GitHubForbidden):
+        world.run(lambda c: c.minimize_comment(world.job.pr, thread.comment_node_id))
+    (root,) = world.gh.review_comments
+    assert not root.resolved and root.minimized is None
+    assert world.run(lambda c: c.resolve_review_thread(world.job.pr, thread.thread_id), write=True)
+    assert world.run(lambda c: c.minimize_comment(world.job.pr, thread.comment_node_id), write=True)
+    assert root.resolved and root.minimized == "OUTDATED"
+    other = PullRequestRef("octo-org", "other", 1, world.job.pr.installation_id, world.job.pr.repo_id)
+    with pytest.raises(TokenScopeError):  # K-05: bound to the job's repository
+        world.run(lambda c: c.resolve_review_thread(other, thread.thread_id), write=True)
+
+
+def test_graphql_only_this_identitys_threads(world: World) -> None:
+    _post_thread(world)
+    (root,) = world.gh.review_comments
+    root.user_login = "mallory"  # the same body and marker, written by someone else
+    assert world.run(lambda c: c.posted_threads(world.job.pr)) == []
+    assert world.gh.graphql_calls == []  # nothing of ours: no query at all
+
+
+def test_graphql_outdated_after_the_line_changes(world: World) -> None:
+    _post_thread(world)
+    world.work.commit("fix", {"app.py": HEAD.replace("line 5 changed\n", "line 5 fixed\n")})
+    world.repo.push(world.work, "feature")
+    world.gh.update_pull(world.pr)
+    (thread,) = world.run(lambda c: c.posted_threads(world.job.pr))
+    assert thread.outdated
+
+
+def test_graphql_failures_map_like_rest(world: World) -> None:
+    _post_thread(world)
+    world.gh.fail_next("POST", "/graphql", status=502)
+    with pytest.raises(GitHubUnavailable):
+        world.run(lambda c: c.posted_threads(world.job.pr))
+    limited = {"data": None, "errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}
+    world.gh.fail_next("POST", "/graphql", status=200, json=limited)
+    with pytest.raises(GitHubUnavailable) as err:
+        world.run(lambda c: c.posted_threads(world.job.pr))
+    assert err.value.retry_after == 60.0
+    world.gh.fail_next("POST", "/graphql", status=401, json={"message": "Bad credentials"})
+    with pytest.raises(GitHubAuthError):
+        world.run(lambda c: c.posted_threads(world.job.pr))
+
+
+def test_graphql_threads_paginated(world: World) -> None:
+    bot = world.gh.bot_login
+    with world.gh.lock:
+        for _ in range(130):
+            world.gh.review_comments.append(
+                FakeReviewComment(
+                    world.gh.next_id(), "octo-org/svc", world.pr.number, None, f"x\n{FP_MARK}", "app.py",
+                    world.pr.head_sha, 5, "RIGHT", None, None, "line", bot,
+                )
+            )  # fmt: skip
+    threads = world.run(lambda c: c.posted_threads(world.job.pr))
+    assert len(threads) == 130 and world.gh.graphql_calls == ["reviewThreads", "reviewThreads"]

@@ -35,6 +35,12 @@ What it models (paths and JSON shaped like GitHub's; see each ``_r_*`` handler):
   resolved" and nothing is recorded. Review comments (incl. ``subject_type: "file"``), issue comments,
   reactions (201 new / 200 existing), check runs (≤ 50 annotations per request, appended) and collaborator
   permissions (a level, or a forced status such as 404/500).
+- GraphQL ``POST /graphql``: just the review lifecycle (see :meth:`FakeGitHub._r_graphql`): the
+  ``pullRequest.reviewThreads`` query (threads = top-level review comments with their replies;
+  ``isOutdated`` computed with git: the commented lines changed, or the file is gone, at the head) and the
+  ``resolveReviewThread`` / ``minimizeComment`` mutations, with the REST token checks (pull_requests
+  read / write). :attr:`FakeGitHub.resolve_needs_contents_write` refuses ``resolveReviewThread`` for a
+  token without ``contents: write`` (FORBIDDEN), as reported for github.com.
 - Faults: :meth:`FakeGitHub.fail_next` (any status/headers/body, optionally after the request has been
   processed, optionally delayed), :meth:`FakeGitHub.rate_limit_next`, and :attr:`FakeGitHub.delay` for
   every call.
@@ -254,6 +260,8 @@ class FakeReviewComment:
     subject_type: str
     user_login: str
     in_reply_to_id: int | None = None
+    resolved: bool = False  # on the thread this comment starts
+    minimized: str | None = None  # the classifier, e.g. "OUTDATED"
 
 
 @dataclass
@@ -291,6 +299,12 @@ class FakeCheckRun:
     actions: list[dict[str, Any]]
     create_body: dict[str, Any]
     update_bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _GraphQLError(Exception):
+    def __init__(self, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.type, self.message = type_, message
 
 
 class HTTPError(Exception):
@@ -397,6 +411,9 @@ class FakeGitHub:
         self.manifest_posts: list[dict[str, Any]] = []  # what the stand-in App-creation page received
         self.token_mint_errors: list[str] = []  # why a mint was refused (JWT problems etc.)
         self.errors: list[str] = []  # unexpected exceptions inside the fake; tests may assert it is empty
+        self.resolve_needs_contents_write = False
+        """github.com has been seen refusing ``resolveReviewThread`` to tokens without ``contents: write``."""
+        self.graphql_calls: list[str] = []  # the operation of each GraphQL request, in order
 
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._install_routes()
@@ -850,6 +867,7 @@ class FakeGitHub:
             ("GET", R + r"/check-runs/(?P<id>\d+)", self._r_get_check),
             ("GET", R + r"/commits/(?P<ref>[^/]+)/check-runs", self._r_list_checks_for_ref),
             ("GET", R + r"/collaborators/(?P<login>[^/]+)/permission", self._r_permission),
+            ("POST", r"/graphql", self._r_graphql),
         ]
         self._routes = [(m, re.compile(p), h) for m, p, h in table]
 
@@ -1701,6 +1719,126 @@ class FakeGitHub:
         return _json(200, {"permission": level, "role_name": level, "user": {"login": login}})
 
     # ------------------------------------------------------------------ git smart HTTP
+
+    # ------------------------------------------------------------------ GraphQL (review lifecycle)
+
+    def _r_graphql(self, ctx: _Ctx, m: re.Match[str]) -> _Response:
+        """``reviewThreads``, ``resolveReviewThread`` and ``minimizeComment``; anything else is an error."""
+        body = ctx.json if isinstance(ctx.json, dict) else {}
+        query = str(body.get("query") or "")
+        variables = body.get("variables") or {}
+        self._require_token(ctx)
+        for op, handler in (
+            ("resolveReviewThread", self._gql_resolve),
+            ("minimizeComment", self._gql_minimize),
+            ("reviewThreads", self._gql_threads),
+        ):
+            if op in query:
+                with self.lock:
+                    self.graphql_calls.append(op)
+                try:
+                    return _json(200, {"data": handler(ctx, variables, query)})
+                except _GraphQLError as e:
+                    error = {"type": e.type, "path": [op], "message": e.message}
+                    return _json(200, {"data": {op: None}, "errors": [error]})
+        return _json(200, {"errors": [{"message": "Field doesn't exist on type 'Query'"}]})
+
+    def _gql_repo(self, ctx: _Ctx, full_name: str, level: str) -> FakeRepo:
+        match = re.fullmatch(r"(?P<o>[^/]+)/(?P<r>[^/]+)", full_name)
+        assert match is not None
+        try:
+            return self._authorize(ctx, match, ("pull_requests",), level)
+        except HTTPError as e:
+            kind = "NOT_FOUND" if e.status == 404 else "FORBIDDEN"
+            raise _GraphQLError(kind, str(e)) from None
+
+    def _thread_root(self, node_id: Any, prefix: str) -> FakeReviewComment:
+        wanted = str(node_id)
+        with self.lock:
+            for c in self.review_comments:
+                if c.in_reply_to_id is None and wanted == f"{prefix}_{c.id}":
+                    return c
+        raise _GraphQLError("NOT_FOUND", f"Could not resolve to a node with the global id of '{wanted}'")
+
+    def _outdated(self, repo: FakeRepo, c: FakeReviewComment, head: str) -> bool:
+        """The commented lines changed (or the file is gone) between the comment's commit and ``head``."""
+        if not repo.git("ls-tree", "--name-only", head, "--", c.path, check=False).strip():
+            return True
+        diff = repo.git("diff", "-U0", "--no-color", "--no-ext-diff", c.commit_id, head, "--", c.path)
+        if c.subject_type == "file" or c.line is None:
+            return False
+        first, last = c.start_line or c.line, c.line
+        for a, b in re.findall(r"^@@ -(\d+)(?:,(\d+))? \+", diff, re.M):
+            start, count = int(a), 1 if b == "" else int(b)
+            if count and start <= last and first <= start + count - 1:
+                return True
+        return False
+
+    def _gql_threads(self, ctx: _Ctx, v: dict[str, Any], query: str) -> dict[str, Any]:
+        repo = self._gql_repo(ctx, f"{v.get('owner')}/{v.get('name')}", "read")
+        pr = self.pulls.get((repo.full_name, int(v.get("number") or 0)))
+        if pr is None:
+            raise _GraphQLError("NOT_FOUND", "Could not resolve to a PullRequest")
+        with self.lock:
+            mine = [
+                c for c in self.review_comments if c.repo == repo.full_name and c.pull_number == pr.number
+            ]
+        roots = [c for c in mine if c.in_reply_to_id is None]
+        after = int(v.get("after") or 0)
+        page, size = roots[after : after + 100], 100
+        nodes = []
+        for c in page:
+            replies = [r for r in mine if r.in_reply_to_id == c.id]
+            outdated = self._outdated(repo, c, pr.head_sha)
+            nodes.append(
+                {
+                    "id": f"PRRT_{c.id}",
+                    "isResolved": c.resolved,
+                    "isOutdated": outdated,
+                    "path": c.path,
+                    "line": None if outdated else c.line,
+                    "subjectType": "FILE" if c.subject_type == "file" else "LINE",
+                    "comments": {
+                        "nodes": [
+                            {"id": f"PRRC_{x.id}", "databaseId": x.id, "isMinimized": x.minimized is not None}
+                            for x in [c, *replies]
+                        ][:1]
+                    },
+                }
+            )
+        more = after + size < len(roots)
+        return {
+            "repository": {
+                "pullRequest": {
+                    "reviewThreads": {
+                        "pageInfo": {"hasNextPage": more, "endCursor": str(after + size) if more else None},
+                        "nodes": nodes,
+                    }
+                }
+            }
+        }
+
+    def _gql_resolve(self, ctx: _Ctx, v: dict[str, Any], query: str) -> dict[str, Any]:
+        root = self._thread_root(v.get("id"), "PRRT")
+        self._gql_repo(ctx, root.repo, "write")
+        tok = ctx.token
+        if self.resolve_needs_contents_write and (tok is None or tok.permissions.get("contents") != "write"):
+            raise _GraphQLError("FORBIDDEN", "Resource not accessible by integration")
+        with self.lock:
+            root.resolved = True
+        return {"resolveReviewThread": {"thread": {"id": f"PRRT_{root.id}", "isResolved": True}}}
+
+    def _gql_minimize(self, ctx: _Ctx, v: dict[str, Any], query: str) -> dict[str, Any]:
+        root = self._thread_root(v.get("id"), "PRRC")
+        self._gql_repo(ctx, root.repo, "write")
+        found = re.search(r"classifier:\s*([A-Z_]+)", query)
+        classifier = found[1] if found else str(v.get("classifier") or "")
+        if classifier not in ("ABUSE", "DUPLICATE", "OFF_TOPIC", "OUTDATED", "RESOLVED", "SPAM"):
+            raise _GraphQLError("UNPROCESSABLE", "Argument 'classifier' has an invalid value")
+        with self.lock:
+            root.minimized = classifier
+        reason = classifier.lower()
+        return {"minimizeComment": {"minimizedComment": {"isMinimized": True, "minimizedReason": reason}}}
 
     def _git(self, ctx: _Ctx, m: re.Match[str], raw_query: str) -> _Response:
         full = f"{m['o']}/{m['r']}"
