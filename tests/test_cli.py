@@ -33,7 +33,7 @@ def get_user(db, user_id):
     return db.execute("SELECT id, name FROM users WHERE id = %s", (user_id,))
 """
 
-# The feature branch adds one high finding (a dropped column) and one medium (no HTTP timeout).
+# The feature branch adds one high finding (a dropped column) and one medium (a swallowed exception).
 FEATURE_USERS = """import hashlib
 
 import requests
@@ -44,7 +44,10 @@ def get_user(db, user_id):
 
 
 def notify(url):
-    requests.post(url, json={})
+    try:
+        requests.post(url, json={}, timeout=5)
+    except Exception:
+        pass
 """
 MIGRATION = "ALTER TABLE users DROP COLUMN legacy_id;\n"
 LATE_ON_MAIN = "import requests\n\n\ndef ping(url):\n    requests.get(url)\n"
@@ -101,7 +104,7 @@ def test_json_fields(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(by_path) == {"migrations/002.sql", "app/users.py"}
     drop, http = by_path["migrations/002.sql"], by_path["app/users.py"]
     assert (drop["line"], drop["severity"], drop["category"]) == (1, "high", "migration")
-    assert (http["line"], http["severity"], http["category"]) == (11, "medium", "performance")
+    assert (http["line"], http["severity"], http["category"]) == (13, "medium", "errors")
     for f in findings:
         assert f["title"] and isinstance(f["title"], str)
         assert f["source"] and isinstance(f["source"], str)
@@ -136,13 +139,13 @@ def test_sarif_validates_against_the_2_1_0_schema(repo: GitRepo, capsys: pytest.
 def test_text_markdown_and_codeclimate(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
     code, text, _ = review(capsys, str(repo.path), "--format", "text")
     assert code == 0
-    assert "migrations/002.sql:1" in text and "app/users.py:11" in text
+    assert "migrations/002.sql:1" in text and "app/users.py:13" in text
     assert "2 findings in" in text
     assert "\x1b" not in text  # not a terminal: no colour codes
 
     code, md, _ = review(capsys, str(repo.path), "--format", "markdown")
     assert code == 0
-    assert "#### `migrations/002.sql:1`" in md and "#### `app/users.py:11`" in md
+    assert "#### `migrations/002.sql:1`" in md and "#### `app/users.py:13`" in md
     assert "**backend-review** found 2 issues" in md
     assert "Offline checks only (no model configured)" in md
 
@@ -151,7 +154,7 @@ def test_text_markdown_and_codeclimate(repo: GitRepo, capsys: pytest.CaptureFixt
     issues = json.loads(cc)
     assert {(i["location"]["path"], i["location"]["lines"]["begin"], i["severity"]) for i in issues} == {
         ("migrations/002.sql", 1, "critical"),  # Code Climate's "critical" is our high
-        ("app/users.py", 11, "major"),
+        ("app/users.py", 13, "major"),
     }
     assert all(i["type"] == "issue" and i["fingerprint"] for i in issues)
 

@@ -14,7 +14,10 @@ import pytest
 from bot.cli import build_parser, main
 from tests.support.gitrepo import GitRepo, init_repo
 
-LEAKY = "import requests\n\n\ndef notify(url):\n    requests.post(url, json={})\n"
+LEAKY = (
+    "import requests\n\n\ndef notify(url):\n    try:\n"
+    "        requests.post(url, json={}, timeout=5)\n    except Exception:\n        pass\n"
+)
 
 
 @pytest.fixture(autouse=True)

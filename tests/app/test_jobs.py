@@ -277,7 +277,10 @@ NEW_DEFECT: dict[str, str | bytes] = {
     "app/audit.py": (
         "import requests\n\n\n"
         "def ship(event: dict) -> None:\n"
-        '    requests.post("https://audit.internal/events", json=event)\n'
+        "    try:\n"
+        '        requests.post("https://audit.internal/events", json=event, timeout=5)\n'
+        "    except Exception:\n"
+        "        pass\n"
     )
 }
 
