@@ -285,7 +285,7 @@ AUDIT_PY: dict[str, str | bytes] = {
     "app/audit.py": (
         "import requests\n\n\n"
         "def ship(event: dict) -> None:\n"
-        '    requests.post("https://audit.internal/events", json=event)\n'
+        '    requests.post("https://audit.internal/events", json=event, timeout=5, verify=False)\n'
     )
 }
 

@@ -19,17 +19,15 @@ from tests.support.fake_github import FakeReview
 from tests.support.model_server import ModelServer, Stall
 
 
-def _timeout_free_call(name: str, url: str) -> dict[str, str | bytes]:
-    return {
-        f"app/{name}.py": (
-            f'import requests\n\n\ndef {name}(event: dict) -> None:\n    requests.post("{url}", json=event)\n'
-        )
-    }
+def _unverified_call(name: str, url: str) -> dict[str, str | bytes]:
+    """A module whose one call has a confident finding (TLS verification off)."""
+    call = f'requests.post("{url}", json=event, timeout=5, verify=False)'
+    return {f"app/{name}.py": f"import requests\n\n\ndef {name}(event: dict) -> None:\n    {call}\n"}
 
 
-AUDIT = _timeout_free_call("audit", "https://audit.internal/events")
-BILLING = _timeout_free_call("billing", "https://billing.internal/charge")
-METRICS = _timeout_free_call("metrics", "https://metrics.internal/push")
+AUDIT = _unverified_call("audit", "https://audit.internal/events")
+BILLING = _unverified_call("billing", "https://billing.internal/charge")
+METRICS = _unverified_call("metrics", "https://metrics.internal/push")
 
 
 def _paths(world: AppWorld, index: int = -1) -> set[str]:

@@ -17,11 +17,11 @@ AUDIT = "app/audit.py"
 DEFECT = (
     "import requests\n\n\n"
     "def ship(event: dict) -> None:\n"
-    '    requests.post("https://audit.internal/events", json=event)\n'
+    '    requests.post("https://audit.internal/events", json=event, timeout=5, verify=False)\n'
 )
 # another line of the same file changes; the defect (line 5) does not
 KEPT = DEFECT + '\n\ndef version() -> str:\n    return "1"\n'
-FIXED = KEPT.replace("json=event)", "json=event, timeout=5)")
+FIXED = KEPT.replace(", verify=False)", ")")
 
 
 def _push(world: AppWorld, text: str, delivery: str) -> ReviewJob:

@@ -211,9 +211,10 @@ def test_k03_ci_children_get_no_secrets(tmp_path: Path) -> None:
     with FakeGitHub(tmp_path / "fake") as fake:
         inst = fake.add_installation("octo-org")
         repo = fake.add_repo(inst, "octo-org", "orders")
-        repo.push(_demo_repo(tmp_path / "work"), "main", "feature")
+        work = _demo_repo(tmp_path / "work")
+        repo.push(work, "main", "feature")
         pr = fake.add_pull(repo, head_ref="feature", title=demo.PR_TITLE, body=demo.PR_BODY)
-        world = World(fake, repo, pr, tmp_path)
+        world = World(fake, repo, pr, tmp_path, work)
         token = fake.add_token(repo, permissions=WRITE)
         env = {
             **_base_env(tmp_path),

@@ -42,7 +42,7 @@ def defect(name: str) -> str:
     return (
         "import requests\n\n\n"
         f"def {name}(event: dict) -> None:\n"
-        f'    requests.post("https://{name}.internal/events", json=event)\n'
+        f'    requests.post("https://{name}.internal/events", json=event, timeout=5, verify=False)\n'
     )
 
 
