@@ -7,11 +7,10 @@ Every read is capped (file count, file size); a missing or unreadable base leave
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from bot.checkout import Workspace, run_git
+from bot.checkout import Workspace
 from bot.diff import gitattributes
 from bot.errors import WorkspaceError
 from bot.log import get_logger
@@ -75,7 +74,9 @@ async def read_base_context(ws: Workspace, base: str | None) -> BaseContext:
                 rules.append((path, sha))
         elif is_settings_file(path) and len(settings) < MAX_SETTINGS_FILES and size <= MAX_SETTINGS_BYTES:
             settings.append((path, sha))
-    texts = await _read_blobs(ws, [sha for _, sha in (*attrs, *settings, *rules)])
+    cap = max(MAX_ATTRIBUTE_BYTES, MAX_RULE_FILE_BYTES, MAX_SETTINGS_BYTES)  # sizes were checked above
+    blobs = await ws.read_objects([sha for _, sha in (*attrs, *settings, *rules)], cap)
+    texts = {sha: data.decode("utf-8", "replace") for sha, data in blobs.items()}
     attributes = gitattributes([(p, texts.get(sha, "")) for p, sha in attrs])
     project = project_dialects({p: texts.get(sha, "") for p, sha in settings})
     log.info(
@@ -93,26 +94,3 @@ async def read_base_context(ws: Workspace, base: str | None) -> BaseContext:
         rule_files=tuple((p, texts.get(sha, "")) for p, sha in rules),
         rule_files_skipped=tuple(too_big),
     )
-
-
-async def _read_blobs(ws: Workspace, shas: Sequence[str]) -> dict[str, str]:
-    if not shas:
-        return {}
-    out = await run_git(
-        ["--git-dir", str(ws.git_dir), "cat-file", "--batch"],
-        cwd=ws.git_dir,
-        input=("\n".join(shas) + "\n").encode(),
-        timeout=60,
-    )
-    texts: dict[str, str] = {}
-    pos = 0
-    while pos < len(out):
-        nl = out.index(b"\n", pos)
-        header = out[pos:nl].split()
-        pos = nl + 1
-        if len(header) != 3:  # "<sha> missing"
-            continue
-        size = int(header[2])
-        texts[header[0].decode()] = out[pos : pos + size].decode("utf-8", "replace")
-        pos += size + 1
-    return texts

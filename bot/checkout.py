@@ -396,28 +396,35 @@ class Workspace:
         """The files ``paths`` as of ``rev`` (one ``git cat-file --batch``); missing/larger ones omitted."""
         if not paths or not _SHA.fullmatch(rev):
             return {}
-        wanted = [p for p in paths if "\n" not in p]
-        request = "".join(f"{rev}:{p}\n" for p in wanted).encode()
+        found = await self.read_objects([f"{rev}:{p}" for p in paths], max_bytes)
+        return {name.partition(":")[2]: data for name, data in found.items()}
+
+    async def read_objects(self, names: Sequence[str], max_bytes: int) -> dict[str, bytes]:
+        """Blobs by object name (``<sha>`` or ``<rev>:<path>``) in one ``git cat-file --batch``; missing,
+        non-blob and larger ones are omitted."""
+        wanted = [n for n in names if "\n" not in n]
+        if not wanted:
+            return {}
         _, out, _ = await _exec_git(
             ["--git-dir", str(self.git_dir), "cat-file", "--batch"],
             cwd=self.git_dir,
             extra_env=None,
             timeout=60,
-            input=request,
+            input="".join(f"{n}\n" for n in wanted).encode(),
         )
         found: dict[str, bytes] = {}
         pos = 0
-        for path in wanted:
+        for name in wanted:
             nl = out.find(b"\n", pos)
             if nl < 0:
                 break
             header = out[pos:nl].split()
             pos = nl + 1
             if len(header) != 3 or header[1] != b"blob":
-                continue  # "<rev>:<path> missing", or a tree/submodule
+                continue  # "<name> missing", or a tree/submodule
             size = int(header[2])
             if size <= max_bytes:
-                found[path] = out[pos : pos + size]
+                found[name] = out[pos : pos + size]
             pos += size + 1
         return found
 

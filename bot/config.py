@@ -113,7 +113,7 @@ class _Schema(_Strict):
     focus: list[Annotated[Category, Strict(False)]] = Field(default_factory=list, max_length=len(Category))
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class NoAliasLoader(yaml.SafeLoader):
     """``yaml.safe_load`` semantics, plus: anchors and aliases are refused (no billion-laughs, no merges)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -142,7 +142,7 @@ def parse_repo_config(text: str | None) -> tuple[RepoConfig, list[str]]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
         return RepoConfig(), [f"larger than {MAX_CONFIG_BYTES // 1024} KB; the defaults apply"]
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except (yaml.YAMLError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return RepoConfig(), [f"not valid YAML ({_CONTROL.sub('?', first)[:120]}); the defaults apply"]
@@ -182,6 +182,7 @@ __all__ = [
     "DEFAULT_TITLE_KEYWORDS",
     "MAX_CONFIG_BYTES",
     "ForkPolicy",
+    "NoAliasLoader",
     "RepoConfig",
     "parse_repo_config",
 ]

@@ -17,18 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.waiting import free_port
 from tests.support.webhooks import SECRET, fixture, headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 EXE = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backend-review"
 HEAD_TIMEOUT = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_kib(pid: int) -> int:
@@ -41,7 +36,7 @@ def _rss_kib(pid: int) -> int:
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp),

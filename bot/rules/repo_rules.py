@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
+from bot.config import NoAliasLoader
 from bot.models import Category, Changeset, FileStatus, Finding, Severity
 from bot.rules.syntax import quiet_native_errors
 
@@ -111,16 +112,6 @@ def _glob(pattern: str, path: str) -> bool:
     )
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` plus: anchors and aliases are refused (no billion-laughs, no merges)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.YAMLError("YAML anchors and aliases are not allowed")
-        return super().compose_node(parent, index)
-
-
 class RuleError(ValueError):
     pass
 
@@ -133,7 +124,7 @@ def load_rules(files: Sequence[tuple[str, str]]) -> tuple[tuple[RepoRule, ...], 
     seen: set[str] = set()
     for path, text in sorted(files):
         try:
-            docs = [d for d in yaml.load_all(text, Loader=_NoAliasLoader) if d is not None]
+            docs = [d for d in yaml.load_all(text, Loader=NoAliasLoader) if d is not None]
         except (yaml.YAMLError, RecursionError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             problems.append(f"`{path}`: not valid YAML ({_CONTROL.sub('?', first)[:120]}); its rules are off")

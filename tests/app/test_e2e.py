@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.app.conftest import COMMAND_FIXTURE, OPENED_FIXTURE, assert_k02_token
 from tests.support.fake_github import FakeGitHub, FakeIssueComment, FakePull, FakeRepo
 from tests.support.gitrepo import GitRepo, init_repo
 from tests.support.model_server import Call, ModelServer, Stall, Submit
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -47,21 +47,6 @@ MODEL_FINDING = {
 def _model_script() -> list[Call]:
     # every agent of the review submits; only the first carries the scripted finding
     return [Submit([MODEL_FINDING]), *[Submit([]) for _ in range(8)]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -176,7 +161,7 @@ def e2e(tmp_path: Path) -> Iterator[E2E]:
             "BACKEND_REVIEW_DEBOUNCE_SECONDS": "0",
             "BACKEND_REVIEW_LEASE_SECONDS": "3",
         }
-        serve = Serve(env, _free_port(), tmp_path / "serve.log")
+        serve = Serve(env, free_port(), tmp_path / "serve.log")
         world = E2E(fake, repo, pull, model, serve)
         try:
             yield world

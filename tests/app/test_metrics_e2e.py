@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.app.conftest import OPENED_FIXTURE
-from tests.app.test_e2e import E2E, EXE, _free_port, _model_script, e2e, wait_for
+from tests.app.test_e2e import E2E, EXE, _model_script, e2e
+from tests.support.waiting import free_port, wait_for
 
 __all__ = ["e2e"]  # the fixture, shared with test_e2e
 
@@ -47,7 +48,7 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def worker(e2e: E2E) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = dict(e2e.serve.env, BACKEND_REVIEW_METRICS_PORT=str(port), BACKEND_REVIEW_WORKERS="1")
     with e2e.serve.log.open("ab") as err:
         proc = subprocess.Popen(

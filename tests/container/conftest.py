@@ -7,12 +7,12 @@ cannot run, so CI never skips these silently. `make test` leaves this directory 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 
 import pytest
+
+from tests.support import waiting
 
 ENABLED = os.environ.get("BACKEND_REVIEW_CONTAINER_TESTS") == "1"
 collect_ignore_glob = [] if ENABLED else ["test_*.py"]
@@ -32,21 +32,11 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(
     what: str, predicate: Callable[[], object], timeout: float, on_timeout: Sequence[str] = ()
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n" + "\n".join(on_timeout))
+    """Containers answer slowly: poll every 0.2 s."""
+    waiting.wait_for(what, predicate, timeout, interval=0.2, on_timeout=on_timeout)
 
 
 @pytest.fixture(scope="session", autouse=True)

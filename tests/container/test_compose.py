@@ -24,10 +24,11 @@ import pytest
 
 from bot import demo
 from tests.conftest import WEBHOOKS
-from tests.container.conftest import free_port, podman, wait_for
+from tests.container.conftest import podman, wait_for
 from tests.container.tls import server_tls
 from tests.support.fake_github import FakeGitHub, FakePull
 from tests.support.gitrepo import GitRepo, init_repo
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.timeout(900)
 

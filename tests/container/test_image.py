@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from tests.conftest import WEBHOOKS
-from tests.container.conftest import IMAGE, free_port, podman, wait_for
+from tests.container.conftest import IMAGE, podman, wait_for
 from tests.support.fake_github import FakeGitHub
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

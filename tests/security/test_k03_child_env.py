@@ -13,10 +13,8 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from tests.app.conftest import OPENED_FIXTURE
 from tests.support.fake_github import FakeGitHub, FakePull
 from tests.support.gitrepo import GitRepo, init_repo
 from tests.support.model_server import Call, ModelServer, Reply, Submit
+from tests.support.waiting import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -39,21 +38,6 @@ MODEL_KEY = "sk-ant-k03-canary-" + secrets.token_hex(12)
 OTHER_SECRET = "k03-unrelated-canary-" + secrets.token_hex(12)  # e.g. a database password of the host
 # the only variables a child may carry: the builder's, plus the fetch credential of a fetch (K-02, S-12)
 ALLOWED = set(git_env()) | {"GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(what: str, predicate: Callable[[], object], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
@@ -145,7 +129,7 @@ def test_k03_serve_and_worker_children_get_no_secrets(tmp_path: Path, model: Mod
         repo.push(_demo_repo(tmp_path / "work"), "main", "feature")
         pull: FakePull = fake.add_pull(repo, head_ref="feature", title=demo.PR_TITLE, body=demo.PR_BODY)
         model.play(_model_script())
-        port = _free_port()
+        port = free_port()
         env = {
             **_base_env(tmp_path),
             "BACKEND_REVIEW_WEBHOOK_SECRET": webhook_secret,
@@ -168,13 +152,15 @@ def test_k03_serve_and_worker_children_get_no_secrets(tmp_path: Path, model: Mod
                 except httpx.TransportError:
                     return False
 
-            _wait_for("serve's /healthz", ready)
+            wait_for("serve's /healthz", ready, timeout=60)
             headers, body = fake.webhook(OPENED_FIXTURE, pr=pull)
             response = httpx.post(
                 f"http://127.0.0.1:{port}/webhook", headers=headers, content=body, timeout=10
             )
             assert response.status_code == 202, response.text
-            _wait_for("the review", lambda: fake.reviews_for(pull) or worker.proc.poll() is not None)
+            wait_for(
+                "the review", lambda: fake.reviews_for(pull) or worker.proc.poll() is not None, timeout=60
+            )
             assert fake.reviews_for(pull), worker.stderr.read_text()[-3000:]
         finally:
             serve.stop()

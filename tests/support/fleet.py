@@ -15,7 +15,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,6 +28,7 @@ import psycopg
 
 from tests.support.fake_github import FakeGitHub, FakePull
 from tests.support.gitrepo import GitRepo, init_repo
+from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = ROOT / ".venv" / "bin" / "backend-review"
@@ -44,12 +44,6 @@ def defect(name: str) -> str:
         f"def {name}(event: dict) -> None:\n"
         f'    requests.post("https://{name}.internal/events", json=event, timeout=5, verify=False)\n'
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
