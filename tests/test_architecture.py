@@ -17,6 +17,7 @@ PURE = [
     "review.py",
     "sanitize.py",
     "formats.py",
+    "terminal.py",
     "redact.py",
     "backoff.py",
     "workflow_commands.py",
@@ -30,7 +31,7 @@ IO_LIBRARIES = {
 ADAPTERS = {
     "bot.app", "bot.checkout", "bot.ci", "bot.github", "bot.jobs", "bot.ledger", "bot.local", "bot.log",
     "bot.manifest", "bot.pipeline", "bot.process", "bot.server", "bot.settings", "bot.worker", "bot.queue",
-    "bot.agent",
+    "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow",
 }  # fmt: skip
 
 
