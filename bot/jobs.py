@@ -70,6 +70,7 @@ from bot.sanitize import (
     plain_text,
     truncate,
 )
+from bot.tokens import JobTokens
 from bot.worker import SHUTDOWN
 
 log = get_logger(__name__)
@@ -196,21 +197,27 @@ class ReviewJobRunner:
     async def __call__(self, claimed: ClaimedJob) -> str:
         job = claimed.job
         with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job), attempt=claimed.attempt):
-            try:
-                outcome = await self._run(claimed)
-            except Superseded as exc:
-                moved = f" by {exc.live_head[:7]}" if exc.live_head else ""
+            async with JobTokens(self.deps.github, job) as tokens:
+                try:
+                    outcome = await self._run(claimed, tokens)
+                except Superseded as exc:
+                    moved = f" by {exc.live_head[:7]}" if exc.live_head else ""
+                    await self._close_orphans(
+                        claimed, tokens, "skipped", plain_text(f"Superseded{moved}"), inert_plain(f"{exc}.")
+                    )
+                    raise
                 await self._close_orphans(
-                    claimed, "skipped", plain_text(f"Superseded{moved}"), inert_plain(f"{exc}.")
+                    claimed, tokens, "neutral", plain_text("Review skipped"), inert_plain(f"{outcome}.")
                 )
-                raise
-            await self._close_orphans(
-                claimed, "neutral", plain_text("Review skipped"), inert_plain(f"{outcome}.")
-            )
-            return outcome
+                return outcome
 
     async def _close_orphans(
-        self, claimed: ClaimedJob, conclusion: str, title: SanitisedText, summary: Sanitised
+        self,
+        claimed: ClaimedJob,
+        tokens: JobTokens,
+        conclusion: str,
+        title: SanitisedText,
+        summary: Sanitised,
     ) -> None:
         """A retried job ending without a review: complete the check run an earlier attempt opened and
         could not close (its worker was killed), so no check is left spinning. The first attempt has
@@ -219,15 +226,15 @@ class ReviewJobRunner:
             return
         job = claimed.job
         try:
-            async with self.deps.github.installation_session(job, write=True) as gw:
-                # a command's record has no head: its earlier attempt pinned the live head of its time
-                head = job.head_sha or (await gw.get_pull(job.pr)).head_sha
-                for check_id in await gw.unfinished_check_runs(
-                    job.pr, head, name=CHECK_NAME, external_id=claimed.id
-                ):
-                    await gw.complete_check_run(
-                        job.pr, check_id, conclusion=conclusion, title=title, summary=summary
-                    )
+            gw = await tokens.write()
+            # a command's record has no head: its earlier attempt pinned the live head of its time
+            head = job.head_sha or (await gw.get_pull(job.pr)).head_sha
+            for check_id in await gw.unfinished_check_runs(
+                job.pr, head, name=CHECK_NAME, external_id=claimed.id
+            ):
+                await gw.complete_check_run(
+                    job.pr, check_id, conclusion=conclusion, title=title, summary=summary
+                )
         except Exception as exc:  # best effort: the job's own outcome stands
             log.warning("could not close an earlier attempt's check run", error=type(exc).__name__)
 
@@ -238,7 +245,8 @@ class ReviewJobRunner:
             # the detail is for the operator only; the log redacts secrets
             log.warning("job failed for good", kind=type(error).__name__, error=str(error)[:2000])
             try:
-                async with self.deps.github.installation_session(job, write=True) as gw:
+                async with JobTokens(self.deps.github, job) as tokens:
+                    gw = await tokens.write()
                     # a command's job record has no head (it is pinned at authorisation, in memory):
                     # report on the live head so the failure is visible on the PR
                     head_sha = job.head_sha or (await gw.get_pull(job.pr)).head_sha
@@ -263,64 +271,59 @@ class ReviewJobRunner:
             except Exception as exc:  # the failure report itself is best effort
                 log.warning("could not report the failed job", error=type(exc).__name__)
 
-    async def _run(self, claimed: ClaimedJob) -> str:
+    async def _run(self, claimed: ClaimedJob, tokens: JobTokens) -> str:
         job = claimed.job
-        deps = self.deps
         decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
         assert isinstance(decision, Enqueue)
         fetch_started = metrics.clock()
-        async with deps.github.installation_session(job, write=False) as gh:
-            pull = await gh.get_pull(job.pr)
-            if pull.state != "open":
-                return "skipped: pull request is not open"
-            # C-05: a command pins the head it was authorised on; a push-triggered job owns its SHA
-            head_sha = job.head_sha or pull.head_sha
-            history = await _history(gh, job)
-            if pull.head_sha != head_sha:
-                # deliveries come in any order and can be lost: the live head gets a job of its own
-                # (the worker queues it) unless this App's newest review is already on it
-                wanted = pull.head_sha if history.last_head != pull.head_sha else None
-                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
-            if (
-                job.trigger == "synchronize"
-                and history.last_head == head_sha
-                and history.last_job != claimed.id
-            ):
-                return "skipped: this head was already reviewed"
-            if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
-                return "skipped: the command comment was deleted"
-            config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
-            decision = dataclasses.replace(decision, facts=_facts(pull, job))
-            decision = apply_repo_config(decision, config)
-            if isinstance(decision, Enqueue) and decision.needs_permission_check:
-                permission = await gh.get_permission(job.pr, decision.needs_permission_check)
-                decision = authorize(decision, permission)
+        gh = await tokens.read()
+        pull = await gh.get_pull(job.pr)
+        if pull.state != "open":
+            return "skipped: pull request is not open"
+        # C-05: a command pins the head it was authorised on; a push-triggered job owns its SHA
+        head_sha = job.head_sha or pull.head_sha
+        history = await _history(gh, job)
+        if pull.head_sha != head_sha:
+            # deliveries come in any order and can be lost: the live head gets a job of its own
+            # (the worker queues it) unless this App's newest review is already on it
+            wanted = pull.head_sha if history.last_head != pull.head_sha else None
+            raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
+        if job.trigger == "synchronize" and history.last_head == head_sha and history.last_job != claimed.id:
+            return "skipped: this head was already reviewed"
+        if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
+            return "skipped: the command comment was deleted"
+        config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
+        decision = dataclasses.replace(decision, facts=_facts(pull, job))
+        decision = apply_repo_config(decision, config)
+        if isinstance(decision, Enqueue) and decision.needs_permission_check:
+            permission = await gh.get_permission(job.pr, decision.needs_permission_check)
+            decision = authorize(decision, permission)
         metrics.phase_since("fetch", fetch_started)
         job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
         if isinstance(decision, Ignore):
             if decision.react and job.comment_id is not None:
-                async with deps.github.installation_session(job, write=True) as gw:
-                    await gw.add_reaction(job.pr, job.comment_id, "-1")
+                gw = await tokens.write()
+                await gw.add_reaction(job.pr, job.comment_id, "-1")
             log.info("job skipped", reason=decision.reason)
             return f"skipped: {decision.reason}"
         if isinstance(decision, AwaitMaintainer):
             await self._neutral_check(
-                job, claimed.id, plain_text("Awaiting a maintainer"), inert_plain(decision.reason)
+                tokens, job, claimed.id, plain_text("Awaiting a maintainer"), inert_plain(decision.reason)
             )
             return "awaiting maintainer"
         if decision.kind in ("help", "unknown_option"):
             reply = HELP_REPLY if decision.kind == "help" else UNKNOWN_OPTION_REPLY
-            async with deps.github.installation_session(job, write=True) as gw:
-                await gw.post_issue_comment(job.pr, reply)
+            gw = await tokens.write()
+            await gw.post_issue_comment(job.pr, reply)
             return f"replied: {decision.kind}"
-        return await self._review(claimed, job, pull, config, problems, history)
+        return await self._review(claimed, tokens, job, pull, config, problems, history)
 
     async def _neutral_check(
-        self, job: ReviewJob, external_id: str, title: SanitisedText, summary: Sanitised
+        self, tokens: JobTokens, job: ReviewJob, external_id: str, title: SanitisedText, summary: Sanitised
     ) -> None:
-        async with self.deps.github.installation_session(job, write=True) as gw:
-            check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
-            await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
+        gw = await tokens.write()
+        check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
+        await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
 
     def _gate(self, pull: PullInfo) -> Sanitised | None:
         limits = self.deps.limits
@@ -340,6 +343,7 @@ class ReviewJobRunner:
     async def _review(
         self,
         claimed: ClaimedJob,
+        tokens: JobTokens,
         job: ReviewJob,
         pull: PullInfo,
         config: RepoConfig,
@@ -348,13 +352,13 @@ class ReviewJobRunner:
     ) -> str:
         deps = self.deps
         too_large = self._gate(pull)
-        async with deps.github.installation_session(job, write=True) as gw:
-            check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id)
-            if job.comment_id is not None:
-                await gw.add_reaction(job.pr, job.comment_id, "eyes")
-            if too_large is not None:
-                await _report_too_large(gw, job, check_id, too_large)
-                return "skipped: too large"
+        gw = await tokens.write()
+        check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id)
+        if job.comment_id is not None:
+            await gw.add_reaction(job.pr, job.comment_id, "eyes")
+        if too_large is not None:
+            await _report_too_large(gw, job, check_id, too_large)
+            return "skipped: too large"
         notes = [f"`{CONFIG_PATH}`: {p}" for p in problems]
         provider = deps.provider_factory()
         installation = job.pr.installation_id or 0
@@ -368,15 +372,14 @@ class ReviewJobRunner:
             await provider.aclose()
             provider = None
         try:
-            outcome = await self._review_core(job, pull, config, notes, history, provider)
+            outcome = await self._review_core(tokens, job, pull, config, notes, history, provider)
         except BudgetExceeded as exc:  # the diff or the checkout is over its cap (D-01, S-09)
-            async with deps.github.installation_session(job, write=True) as gw:
-                # our own message (counts and limits), still sanitised like any text we post
-                text = compose("This pull request is too large to review: {}.", inert_plain(str(exc)))
-                await _report_too_large(gw, job, check_id, text)
+            # our own message (counts and limits), still sanitised like any text we post
+            text = compose("This pull request is too large to review: {}.", inert_plain(str(exc)))
+            await _report_too_large(gw, job, check_id, text)
             return "skipped: too large"
         except BaseException as exc:
-            await self._interrupted_check(job, check_id, claimed, exc)
+            await self._interrupted_check(gw, job, check_id, claimed, exc)
             raise
         finally:
             if provider is not None:
@@ -387,16 +390,17 @@ class ReviewJobRunner:
             metrics.model_usage(installation, agent.usage)
         try:
             with metrics.phase("publish"):
-                return await self._publish(claimed, job, check_id, outcome)
+                return await self._publish(claimed, gw, job, check_id, outcome)
         except Superseded:
             raise  # _publish closed the check run as superseded itself
         except BaseException as exc:
             # e.g. a 502 on the review POST: never leave the check spinning while the job is retried
-            await self._interrupted_check(job, check_id, claimed, exc)
+            await self._interrupted_check(gw, job, check_id, claimed, exc)
             raise
 
     async def _review_core(
         self,
+        tokens: JobTokens,
         job: ReviewJob,
         pull: PullInfo,
         config: RepoConfig,
@@ -435,32 +439,32 @@ class ReviewJobRunner:
             already_posted=history.fingerprints,
             notes=tuple(notes),
         )
-        async with deps.github.installation_session(job, write=False) as gh:
-            url = deps.github.clone_url(job.pr.owner, job.pr.repo)
-            if deps.git_base_url:
-                url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
-            source = GitSource.https(url, gh.token)
-            checkout_started = metrics.clock()
-            async with workspace(
-                source,
-                job.head_sha,
-                pull.base_sha,
-                scratch_root=deps.scratch_root,
-                max_bytes=deps.limits.max_checkout_bytes,
-                max_files=deps.limits.max_checkout_files,
-                cache=deps.repo_cache,
-                lazy=True,  # review_workspace writes the files it reads (all of them for the agent)
-            ) as ws:
-                metrics.phase_since("checkout", checkout_started)
-                diff_base = None
-                if incremental and last is not None and await ws.is_ancestor(last):
-                    diff_base = last
-                log.info("diff base", base=(diff_base or "merge base")[:12])
-                inputs = dataclasses.replace(inputs, diff_base=diff_base)
-                return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
+        gh = await tokens.read()
+        url = deps.github.clone_url(job.pr.owner, job.pr.repo)
+        if deps.git_base_url:
+            url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
+        source = GitSource.https(url, gh.token)
+        checkout_started = metrics.clock()
+        async with workspace(
+            source,
+            job.head_sha,
+            pull.base_sha,
+            scratch_root=deps.scratch_root,
+            max_bytes=deps.limits.max_checkout_bytes,
+            max_files=deps.limits.max_checkout_files,
+            cache=deps.repo_cache,
+            lazy=True,  # review_workspace writes the files it reads (all of them for the agent)
+        ) as ws:
+            metrics.phase_since("checkout", checkout_started)
+            diff_base = None
+            if incremental and last is not None and await ws.is_ancestor(last):
+                diff_base = last
+            log.info("diff base", base=(diff_base or "merge base")[:12])
+            inputs = dataclasses.replace(inputs, diff_base=diff_base)
+            return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
 
     async def _interrupted_check(
-        self, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
+        self, gw: GitHubClient, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
     ) -> None:
         """Never leave a check spinning: close it, saying whether the job will be retried."""
         shutdown = isinstance(exc, asyncio.CancelledError) and exc.args == (SHUTDOWN,)
@@ -482,7 +486,7 @@ class ReviewJobRunner:
             conclusion, title = "neutral", "Review failed"
             summary = compose("Review failed: {}", failure_reason(exc))
         try:
-            async with asyncio.timeout(10), self.deps.github.installation_session(job, write=True) as gw:
+            async with asyncio.timeout(10):
                 await gw.complete_check_run(
                     job.pr, check_id, conclusion=conclusion, title=plain_text(title), summary=summary
                 )
@@ -490,7 +494,7 @@ class ReviewJobRunner:
             log.warning("could not close the check run", error=type(report_exc).__name__)
 
     async def _publish(
-        self, claimed: ClaimedJob, job: ReviewJob, check_id: int, outcome: ReviewOutcome
+        self, claimed: ClaimedJob, gw: GitHubClient, job: ReviewJob, check_id: int, outcome: ReviewOutcome
     ) -> str:
         draft = outcome.draft
         # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post beside
@@ -499,52 +503,49 @@ class ReviewJobRunner:
             raise Superseded("the job's lease was taken over by another worker")
         # W-04: the job's own marker lets a retry see that its review went out before a later step failed
         marker = job_marker(claimed.id, job.head_sha)
-        async with self.deps.github.installation_session(job, write=True) as gw:
-            live = await gw.get_pull(job.pr)
-            if live.head_sha != job.head_sha:
-                await gw.complete_check_run(
-                    job.pr,
-                    check_id,
-                    conclusion="skipped",
-                    title=plain_text(f"Superseded by {live.head_sha[:7]}"),
-                    summary=compose(
-                        "The head moved to {} before this review was posted.", code_span(live.head_sha)
-                    ),
-                )
-                raise Superseded(
-                    f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha
-                )
-            # Quiet by design: a push that brings nothing new gets the check run only.
-            wants_review = bool(draft.comments or draft.file_comments or draft.findings)
-            if job.trigger in ("command", "opened", "reopened", "ready_for_review"):
-                wants_review = True
-            review_id = None
-            if wants_review:
-                if claimed.attempt > 1:
-                    review_id = await _own_review(gw, job, marker)
-                if review_id is None:
-                    # never cut off by the body limit: the next review's diff base is read from it
-                    body = truncate(draft.body, MAX_BODY - len(marker) - 2)
-                    marked = dataclasses.replace(draft, body=compose("{}\n\n{}", body, marker))
-                    review_id = await gw.post_review(job.pr, marked)
-                for fc in draft.file_comments:
-                    await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
-                metrics.review_posted(draft.findings)
-            # earlier findings this head no longer has: their threads resolved (never raises)
-            await gw.resolve_outdated_threads(
-                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
-            )
+        live = await gw.get_pull(job.pr)
+        if live.head_sha != job.head_sha:
             await gw.complete_check_run(
                 job.pr,
                 check_id,
-                conclusion=outcome.conclusion,
-                title=draft.check_title or CHECK_NAME,
-                summary=draft.check_summary or draft.body,
-                annotations=check_annotations(draft),
-                actions=[RERUN_BUTTON],
+                conclusion="skipped",
+                title=plain_text(f"Superseded by {live.head_sha[:7]}"),
+                summary=compose(
+                    "The head moved to {} before this review was posted.", code_span(live.head_sha)
+                ),
             )
-            if job.comment_id is not None:
-                await gw.add_reaction(job.pr, job.comment_id, "+1")
+            raise Superseded(f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha)
+        # Quiet by design: a push that brings nothing new gets the check run only.
+        wants_review = bool(draft.comments or draft.file_comments or draft.findings)
+        if job.trigger in ("command", "opened", "reopened", "ready_for_review"):
+            wants_review = True
+        review_id = None
+        if wants_review:
+            if claimed.attempt > 1:
+                review_id = await _own_review(gw, job, marker)
+            if review_id is None:
+                # never cut off by the body limit: the next review's diff base is read from it
+                body = truncate(draft.body, MAX_BODY - len(marker) - 2)
+                marked = dataclasses.replace(draft, body=compose("{}\n\n{}", body, marker))
+                review_id = await gw.post_review(job.pr, marked)
+            for fc in draft.file_comments:
+                await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+            metrics.review_posted(draft.findings)
+        # earlier findings this head no longer has: their threads resolved (never raises)
+        await gw.resolve_outdated_threads(
+            job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
+        )
+        await gw.complete_check_run(
+            job.pr,
+            check_id,
+            conclusion=outcome.conclusion,
+            title=draft.check_title or CHECK_NAME,
+            summary=draft.check_summary or draft.body,
+            annotations=check_annotations(draft),
+            actions=[RERUN_BUTTON],
+        )
+        if job.comment_id is not None:
+            await gw.add_reaction(job.pr, job.comment_id, "+1")
         log.info(
             "review published",
             review=review_id,
