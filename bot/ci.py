@@ -24,7 +24,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,33 +35,22 @@ from bot.checkout import GitSource, run_git
 from bot.config import CONFIG_PATH
 from bot.errors import ConfigError, GitHubUnavailable, UsageError, WorkspaceError
 from bot.events import PayloadError, parse_command, parse_payload, permission_allows
-from bot.formats import check_annotations
-from bot.github import GitHubClient, GitHubError, GitHubForbidden, clone_url
-from bot.jobs import CHECK_NAME
+from bot.github import GitHubClient, GitHubError, clone_url
 from bot.local import exit_code, render, review_repository
 from bot.log import SECRETS
 from bot.model_choice import api_key_for, model_spec
-from bot.models import PullRequestRef, ReviewDraft, Severity
+from bot.models import PullRequestRef
 from bot.pipeline import ReviewOutcome
-from bot.review import parse_markers
-from bot.sanitize import plain_text, truncate
-from bot.workflow_commands import annotation, escape_data, fenced
+from bot.publish.base import Published
+from bot.publish.ci import CiPublisher, log_annotations, write_summary
+from bot.publish.history import read_history
+from bot.workflow_commands import escape_data, fenced
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
-MAX_SUMMARY_BYTES = 1024 * 1024  # the runner rejects a larger step summary
-MAX_LOG_ANNOTATIONS = 50  # the runner shows at most 10 errors/10 warnings per step anyway
 CI_BOT_LOGIN = "github-actions[bot]"
 MODEL_SKIPPED = "model skipped: no API key (fork PR?)"
 FETCH_DEPTH = 50
 _MAX_DEPTH = 20_000
-_REVIEW_TRIGGERS = frozenset({"opened", "reopened", "ready_for_review", "command"})
-_LOG_LEVEL = {
-    Severity.CRITICAL: "error",
-    Severity.HIGH: "error",
-    Severity.MEDIUM: "warning",
-    Severity.LOW: "notice",
-    Severity.NIT: "notice",
-}
 
 
 @dataclass(frozen=True)
@@ -74,13 +63,6 @@ class CiContext:
     title: str
     body: str
     trigger: str
-
-
-@dataclass
-class Published:
-    review_id: int | None = None
-    check_id: int | None = None
-    refused: list[str] = field(default_factory=list)  # writes the token was not allowed to make
 
 
 class _Skip(Exception):
@@ -232,84 +214,6 @@ async def ensure_commits(repo: Path, source: GitSource | None, head: str, base: 
         await fetch(["--unshallow"] if depth > _MAX_DEPTH else [f"--depth={depth}"])
 
 
-# ------------------------------------------------------------------------------------------ publish
-
-
-async def _bot_fingerprints(gh: GitHubClient, pr: PullRequestRef) -> frozenset[str]:
-    found: set[str] = set()
-    for body in await gh.list_review_comment_bodies(pr, ours_only=True):
-        found |= parse_markers(body)
-    for body in await gh.list_review_bodies(pr, ours_only=True):
-        found |= parse_markers(body)
-    return frozenset(found)
-
-
-async def publish(
-    gh: GitHubClient, ctx: CiContext, outcome: ReviewOutcome, *, post_review: bool
-) -> Published:
-    """The App's publish step with a workflow token: each write that gets 403 is noted, not fatal."""
-    draft = outcome.draft
-    done = Published()
-    wants_review = bool(draft.comments or draft.file_comments or draft.findings)
-    if post_review and (wants_review or ctx.trigger in _REVIEW_TRIGGERS):
-        try:
-            done.review_id = await gh.post_review(ctx.pr, draft)
-            for fc in draft.file_comments:
-                await gh.post_file_comment(ctx.pr, ctx.head_sha, fc.path, fc.body)
-        except GitHubForbidden:
-            done.refused.append("review")
-    if post_review and "review" not in done.refused:
-        # a full review (merge base..head): earlier threads whose finding is gone get resolved
-        await gh.resolve_outdated_threads(ctx.pr, outcome.scope())
-    try:
-        done.check_id = await gh.create_check_run(ctx.pr, ctx.head_sha, name=CHECK_NAME)
-    except GitHubForbidden:
-        done.refused.append("check run")
-    else:
-        await gh.complete_check_run(
-            ctx.pr,
-            done.check_id,
-            conclusion=outcome.conclusion,
-            title=draft.check_title or CHECK_NAME,
-            summary=draft.check_summary or draft.body,
-            annotations=check_annotations(draft),
-        )
-    return done
-
-
-def log_annotations(draft: ReviewDraft) -> list[str]:
-    """Findings as workflow-command annotations (the read-only fallback for the check run's)."""
-    out: list[str] = []
-    for ranked in draft.findings[:MAX_LOG_ANNOTATIONS]:
-        f = ranked.finding
-        out.append(
-            annotation(
-                _LOG_LEVEL[f.severity],
-                plain_text(f"{f.severity.value} · {f.category.value}: {f.title}", limit=1000),
-                file=f.path,
-                line=f.line,
-                end_line=f.end_line or f.line,
-                title=plain_text(f"backend-review: {f.title}"),
-            )
-        )
-    return out
-
-
-def write_summary(env: Mapping[str, str], draft: ReviewDraft) -> bool:
-    """Append the review markdown (already sanitised for GitHub) to the job summary."""
-    path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return False
-    from bot.formats import to_markdown
-
-    text = to_markdown(draft)
-    if len(text.encode("utf-8")) >= MAX_SUMMARY_BYTES:
-        text = truncate(text, MAX_SUMMARY_BYTES // 4 - 1)  # at most 4 bytes a character
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    return True
-
-
 # ------------------------------------------------------------------------------------------ command
 
 
@@ -375,7 +279,7 @@ async def _run(
         posted = frozenset[str]()
         if gh is not None:
             try:
-                posted = await _bot_fingerprints(gh, pr)
+                posted = (await read_history(gh, pr)).fingerprints
             except GitHubError as exc:
                 out.write(f"backend-review: earlier comments not read (HTTP {exc.status or '?'})\n")
         outcome = await review_repository(
@@ -395,7 +299,8 @@ async def _run(
         if gh is None:
             published = Published(refused=["review", "check run"])
         else:
-            published = await publish(gh, ctx, outcome, post_review=not args.no_review)
+            publisher = CiPublisher(gh, pr, ctx.head_sha, ctx.trigger, post_review=not args.no_review)
+            published = await publisher.publish(outcome)
     return _report(args, env, out, outcome, published)
 
 
@@ -449,9 +354,6 @@ def run_ci(
 __all__ = [
     "MODEL_SKIPPED",
     "CiContext",
-    "Published",
     "ensure_commits",
-    "log_annotations",
-    "publish",
     "run_ci",
 ]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,9 +47,10 @@ from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.formats import Annotation
 from bot.log import SECRETS, get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
-from bot.outdated import PostedThread, ReviewScope, threads_to_resolve
-from bot.review import parse_markers
-from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text, truncate
+from bot.outdated import PostedThread
+from bot.publish.body import MAX_BODY, MAX_OUTPUT_TEXT, fold_comments
+from bot.publish.markers import ANY_MARKER, parse_markers
+from bot.sanitize import Sanitised, SanitisedText, plain_text, truncate
 
 log = get_logger(__name__)
 
@@ -61,10 +61,7 @@ WRITE_PERMISSIONS: Mapping[str, str] = {"pull_requests": "write", "checks": "wri
 """Publishing: reviews, review comments, PR conversation comments and reactions, check runs."""
 
 MAX_ANNOTATIONS_PER_REQUEST = 50
-MAX_BODY = 65_536
-MAX_OUTPUT_TEXT = 65_535
 SECONDARY_LIMIT_WAIT = 60.0  # "wait at least one minute" when GitHub gives no retry-after
-_MARKER = re.compile(r"<!-- backend-review [^>]*-->")
 
 # Fixed GraphQL documents: only ids and numbers travel as variables, never text.
 _THREADS_QUERY = """
@@ -590,12 +587,12 @@ class GitHubClient:
     async def find_review(self, pr: PullRequestRef, draft: ReviewDraft) -> int | None:
         """The id of a bot review of ``draft.head_sha`` that carries the draft's fingerprint markers."""
         # the summary's own markers: inline comments' markers live on the comments, not the review body
-        markers = set(_MARKER.findall(draft.body))
+        markers = set(ANY_MARKER.findall(draft.body))
         for review in await self.list_reviews(pr):
             body = str(review.get("body") or "")
             if review.get("commit_id") != draft.head_sha or not self.is_ours(review):
                 continue
-            found = set(_MARKER.findall(body))
+            found = set(ANY_MARKER.findall(body))
             if (markers and markers <= found) or (
                 not markers and body.startswith(truncate(draft.body, MAX_BODY))
             ):
@@ -687,30 +684,6 @@ class GitHubClient:
             )
         return out
 
-    async def resolve_outdated_threads(self, pr: PullRequestRef, scope: ReviewScope) -> tuple[int, int]:
-        """Resolve this App's threads whose findings the new review no longer finds (see
-        :mod:`bot.outdated`); a thread GitHub will not let us resolve has its comment minimized as
-        OUTDATED instead. Returns (resolved, minimized). Best effort: never raises for GitHub's
-        refusals or outages, since the review itself is already posted."""
-        resolved = minimized = 0
-        try:
-            todo = threads_to_resolve(await self.posted_threads(pr), scope)
-            for t in todo:
-                try:
-                    if await self.resolve_review_thread(pr, t.thread_id):
-                        resolved += 1
-                        continue
-                except GitHubError as e:
-                    log.info("review thread not resolved; minimizing its comment", error=str(e))
-                if t.comment_node_id and await self.minimize_comment(pr, t.comment_node_id):
-                    minimized += 1
-        except (GitHubError, GitHubUnavailable) as e:
-            log.warning("outdated findings not resolved", error=str(e))
-        except Exception as e:  # e.g. an unexpected response shape: the review is posted all the same
-            log.warning("outdated findings not resolved", error=type(e).__name__)
-        log.info("outdated findings resolved", resolved=resolved, minimized=minimized)
-        return resolved, minimized
-
 
 def _bodies(items: Sequence[Any], author: str | None) -> list[str]:
     """Comment bodies; with ``author``, only those that login wrote. Any other account, bots
@@ -737,23 +710,6 @@ def _comment_json(c: InlineComment) -> dict[str, Any]:
         out["start_line"] = c.start_line
         out["start_side"] = "RIGHT"
     return out
-
-
-def fold_comments(body: Sanitised, comments: Sequence[InlineComment]) -> Sanitised:
-    """The review body with inline comments appended as sections, kept within GitHub's body limit by
-    leaving out whole comments (never cutting one, which could break a marker or a fence)."""
-    out = body
-    omitted = 0
-    for c in comments:
-        where = f"{c.path}:{c.start_line}-{c.line}" if c.start_line else f"{c.path}:{c.line}"
-        section = compose("\n\n---\n\n**{}**\n\n{}", code_span(where), c.body)
-        if omitted or len(out) + len(section) > MAX_BODY - 200:
-            omitted += 1
-            continue
-        out = compose("{}{}", out, section)
-    if omitted:
-        out = compose("{}\n\n_{} more comment(s) left out to fit GitHub's size limit._", out, omitted)
-    return truncate(out, MAX_BODY)
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -900,7 +856,6 @@ __all__ = [
     "PullInfo",
     "Reaction",
     "clone_url",
-    "fold_comments",
     "git_auth_header",
     "map_error",
 ]

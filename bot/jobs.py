@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,6 @@ from bot.errors import (
 )
 from bot.events import (
     HELP_REPLY,
-    RERUN_ACTION,
     UNKNOWN_OPTION_REPLY,
     AwaitMaintainer,
     Enqueue,
@@ -50,41 +48,29 @@ from bot.events import (
     apply_repo_config,
     authorize,
 )
-from bot.formats import check_annotations
-from bot.github import CheckAction, GitHubApp, GitHubClient, GitHubError, PullInfo
+from bot.github import GitHubApp, GitHubClient, GitHubError, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
 from bot.models import Category, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
+from bot.publish.github_app import AppPublisher, CheckRun
+from bot.publish.history import read_history
+from bot.publish.markers import ReviewHistory
 from bot.queue.base import ClaimedJob
 from bot.repocache import RepoCache
-from bot.review import MAX_BODY, parse_markers
 from bot.sanitize import (
     Sanitised,
     SanitisedText,
     code_span,
     compose,
     fixed,
-    hidden_marker,
     inert_plain,
     plain_text,
-    truncate,
 )
 from bot.tokens import JobTokens
 from bot.worker import SHUTDOWN
 
 log = get_logger(__name__)
-
-CHECK_NAME = plain_text("backend-review")
-# A button on the completed check run; clicking it sends check_run.requested_action, which events.py
-# accepts only with this identifier and only from someone with write access (C-01).
-RERUN_BUTTON: CheckAction = {
-    "label": plain_text("Re-run review"),
-    "description": plain_text("Review this head again"),
-    "identifier": RERUN_ACTION,
-}
-SIZE_GATE_MARKER = hidden_marker("size-gate")
-BUDGET_MARKER = hidden_marker("budget")
 
 
 @dataclass(frozen=True)
@@ -136,60 +122,33 @@ def _describe(job: ReviewJob) -> str:
     return f"{job.pr}@{job.head_sha[:7] or '?'}"
 
 
-def _facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
+def _pr_facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
     fork = pull.head_repo_full_name is None or pull.head_repo_full_name.lower() != job.pr.full_name.lower()
     return PrFacts(author=pull.user_login, title=pull.title, labels=pull.labels, draft=pull.draft, fork=fork)
 
 
-# The last line of every review this App posts: the job that posted it and the head it reviewed in
-# full. Only the exact format counts, and only in this App's own reviews, on the commit GitHub
-# recorded the review against (an author could otherwise paste one to shrink the next review).
-_JOB_MARKER = re.compile(r"<!-- backend-review job=([\w.:-]{1,64})(?: head=([0-9a-f]{40}))? -->")
-
-
-def job_marker(job_id: str, head_sha: str) -> Sanitised:
-    return hidden_marker(f"job={job_id} head={head_sha}")
+def _focus(job: ReviewJob) -> Category | None:
+    """The category a ``/backend-review focus=…`` command asked for (validated by events.parse_command)."""
+    option = job.extra.get("option", "")
+    return Category(option.partition("=")[2]) if option.startswith("focus=") else None
 
 
 @dataclass(frozen=True)
-class ReviewHistory:
-    """What this App's own earlier reviews on the PR say."""
+class _Facts:
+    """What the fetch step learned with the read token."""
 
-    fingerprints: frozenset[str] = frozenset()
-    last_head: str | None = None  # the head of the newest review this App posted
-    last_job: str | None = None  # the job that posted it
-
-
-def review_history(
-    reviews: list[dict[str, object]], is_ours: Callable[[dict[str, object]], bool]
-) -> ReviewHistory:
-    found: set[str] = set()
-    last_head = last_job = None
-    for review in reviews:  # GitHub lists them oldest first
-        if not is_ours(review):
-            continue
-        body = str(review.get("body") or "")
-        found |= parse_markers(body)
-        commit = review.get("commit_id")
-        for match in _JOB_MARKER.finditer(body):
-            head = match[2] or commit  # reviews posted before the head was in the marker
-            if isinstance(head, str) and head == commit:
-                last_head, last_job = head, match[1]
-    return ReviewHistory(frozenset(found), last_head, last_job)
-
-
-async def _history(gh: GitHubClient, job: ReviewJob) -> ReviewHistory:
-    """Fingerprints in the app's own earlier comments and reviews (never in anyone else's: an author
-    could otherwise paste markers to silence findings), and the last head it reviewed."""
-    history = review_history(await gh.list_reviews(job.pr), gh.is_ours)
-    found: set[str] = set(history.fingerprints)
-    for body in await gh.list_review_comment_bodies(job.pr, ours_only=True):
-        found |= parse_markers(body)
-    return dataclasses.replace(history, fingerprints=frozenset(found))
+    job: ReviewJob  # head and base pinned
+    pull: PullInfo
+    history: ReviewHistory
+    config: RepoConfig
+    problems: list[str]
+    decision: Enqueue | Ignore | AwaitMaintainer
 
 
 class ReviewJobRunner:
-    """The worker's ``JobHandler`` for GitHub App jobs."""
+    """The worker's ``JobHandler`` for GitHub App jobs: fetch facts → decide → gate → check run →
+    review → publish, with one read and one write token (:class:`~bot.tokens.JobTokens`) and every
+    write through :class:`~bot.publish.github_app.AppPublisher`."""
 
     def __init__(self, deps: JobDeps) -> None:
         self.deps = deps
@@ -224,17 +183,9 @@ class ReviewJobRunner:
         none, and a run this attempt completed is not listed."""
         if claimed.attempt < 2:
             return
-        job = claimed.job
+        out = AppPublisher(tokens, claimed.job, job_id=claimed.id, attempt=claimed.attempt)
         try:
-            gw = await tokens.write()
-            # a command's record has no head: its earlier attempt pinned the live head of its time
-            head = job.head_sha or (await gw.get_pull(job.pr)).head_sha
-            for check_id in await gw.unfinished_check_runs(
-                job.pr, head, name=CHECK_NAME, external_id=claimed.id
-            ):
-                await gw.complete_check_run(
-                    job.pr, check_id, conclusion=conclusion, title=title, summary=summary
-                )
+            await out.close_unfinished(conclusion, title, summary)
         except Exception as exc:  # best effort: the job's own outcome stands
             log.warning("could not close an earlier attempt's check run", error=type(exc).__name__)
 
@@ -244,45 +195,52 @@ class ReviewJobRunner:
         with bind(job=claimed.id, delivery=job.delivery_id, pr=_describe(job)):
             # the detail is for the operator only; the log redacts secrets
             log.warning("job failed for good", kind=type(error).__name__, error=str(error)[:2000])
+            summary = compose(
+                "backend-review could not complete this review: {} The job ({}) will "
+                "not be retried; comment `/backend-review` to try again.",
+                failure_reason(error),
+                code_span(claimed.id),
+            )
             try:
                 async with JobTokens(self.deps.github, job) as tokens:
-                    gw = await tokens.write()
-                    # a command's job record has no head (it is pinned at authorisation, in memory):
-                    # report on the live head so the failure is visible on the PR
-                    head_sha = job.head_sha or (await gw.get_pull(job.pr)).head_sha
-                    if head_sha:
-                        check_id = await gw.open_check_run(
-                            job.pr, head_sha, name=CHECK_NAME, external_id=claimed.id
-                        )
-                        await gw.complete_check_run(
-                            job.pr,
-                            check_id,
-                            conclusion="neutral",
-                            title=plain_text("Review failed"),
-                            summary=compose(
-                                "backend-review could not complete this review: {} The job ({}) will "
-                                "not be retried; comment `/backend-review` to try again.",
-                                failure_reason(error),
-                                code_span(claimed.id),
-                            ),
-                        )
-                    if job.comment_id:
-                        await gw.add_reaction(job.pr, job.comment_id, "confused")
+                    await AppPublisher(tokens, job, job_id=claimed.id).report_failure(summary)
             except Exception as exc:  # the failure report itself is best effort
                 log.warning("could not report the failed job", error=type(exc).__name__)
 
     async def _run(self, claimed: ClaimedJob, tokens: JobTokens) -> str:
+        fetch_started = metrics.clock()
+        facts = await self._fetch(claimed, await tokens.read())
+        if isinstance(facts, str):
+            return facts
+        metrics.phase_since("fetch", fetch_started)
+        job, decision = facts.job, facts.decision
+        out = AppPublisher(
+            tokens, job, job_id=claimed.id, attempt=claimed.attempt, focused=_focus(job) is not None
+        )
+        if isinstance(decision, Ignore):
+            if decision.react:
+                await out.react("-1")
+            log.info("job skipped", reason=decision.reason)
+            return f"skipped: {decision.reason}"
+        if isinstance(decision, AwaitMaintainer):
+            await out.neutral_check(plain_text("Awaiting a maintainer"), inert_plain(decision.reason))
+            return "awaiting maintainer"
+        if decision.kind in ("help", "unknown_option"):
+            await out.reply(HELP_REPLY if decision.kind == "help" else UNKNOWN_OPTION_REPLY)
+            return f"replied: {decision.kind}"
+        return await self._review(claimed, out, facts)
+
+    async def _fetch(self, claimed: ClaimedJob, gh: GitHubClient) -> _Facts | str:
+        """Live re-checks with the read token; a string is the reason the job stops here."""
         job = claimed.job
         decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
         assert isinstance(decision, Enqueue)
-        fetch_started = metrics.clock()
-        gh = await tokens.read()
         pull = await gh.get_pull(job.pr)
         if pull.state != "open":
             return "skipped: pull request is not open"
         # C-05: a command pins the head it was authorised on; a push-triggered job owns its SHA
         head_sha = job.head_sha or pull.head_sha
-        history = await _history(gh, job)
+        history = await read_history(gh, job.pr)
         if pull.head_sha != head_sha:
             # deliveries come in any order and can be lost: the live head gets a job of its own
             # (the worker queues it) unless this App's newest review is already on it
@@ -293,37 +251,13 @@ class ReviewJobRunner:
         if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
             return "skipped: the command comment was deleted"
         config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
-        decision = dataclasses.replace(decision, facts=_facts(pull, job))
+        decision = dataclasses.replace(decision, facts=_pr_facts(pull, job))
         decision = apply_repo_config(decision, config)
         if isinstance(decision, Enqueue) and decision.needs_permission_check:
             permission = await gh.get_permission(job.pr, decision.needs_permission_check)
             decision = authorize(decision, permission)
-        metrics.phase_since("fetch", fetch_started)
         job = dataclasses.replace(job, head_sha=head_sha, base_sha=pull.base_sha)
-        if isinstance(decision, Ignore):
-            if decision.react and job.comment_id is not None:
-                gw = await tokens.write()
-                await gw.add_reaction(job.pr, job.comment_id, "-1")
-            log.info("job skipped", reason=decision.reason)
-            return f"skipped: {decision.reason}"
-        if isinstance(decision, AwaitMaintainer):
-            await self._neutral_check(
-                tokens, job, claimed.id, plain_text("Awaiting a maintainer"), inert_plain(decision.reason)
-            )
-            return "awaiting maintainer"
-        if decision.kind in ("help", "unknown_option"):
-            reply = HELP_REPLY if decision.kind == "help" else UNKNOWN_OPTION_REPLY
-            gw = await tokens.write()
-            await gw.post_issue_comment(job.pr, reply)
-            return f"replied: {decision.kind}"
-        return await self._review(claimed, tokens, job, pull, config, problems, history)
-
-    async def _neutral_check(
-        self, tokens: JobTokens, job: ReviewJob, external_id: str, title: SanitisedText, summary: Sanitised
-    ) -> None:
-        gw = await tokens.write()
-        check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=external_id)
-        await gw.complete_check_run(job.pr, check_id, conclusion="neutral", title=title, summary=summary)
+        return _Facts(job, pull, history, config, problems, decision)
 
     def _gate(self, pull: PullInfo) -> Sanitised | None:
         limits = self.deps.limits
@@ -340,28 +274,10 @@ class ReviewJobRunner:
             )
         return None
 
-    async def _review(
-        self,
-        claimed: ClaimedJob,
-        tokens: JobTokens,
-        job: ReviewJob,
-        pull: PullInfo,
-        config: RepoConfig,
-        problems: list[str],
-        history: ReviewHistory,
-    ) -> str:
+    async def _model(self, installation: int, notes: list[str]) -> Provider | None:
+        """The model provider, or None for offline checks only (none configured, or D-04's cap spent)."""
         deps = self.deps
-        too_large = self._gate(pull)
-        gw = await tokens.write()
-        check_id = await gw.open_check_run(job.pr, job.head_sha, name=CHECK_NAME, external_id=claimed.id)
-        if job.comment_id is not None:
-            await gw.add_reaction(job.pr, job.comment_id, "eyes")
-        if too_large is not None:
-            await _report_too_large(gw, job, check_id, too_large)
-            return "skipped: too large"
-        notes = [f"`{CONFIG_PATH}`: {p}" for p in problems]
         provider = deps.provider_factory()
-        installation = job.pr.installation_id or 0
         if provider is not None and not await deps.ledger.has_budget(
             installation, deps.limits.daily_token_budget
         ):
@@ -371,15 +287,29 @@ class ReviewJobRunner:
             log.warning("daily token budget spent", installation=installation)
             await provider.aclose()
             provider = None
+        return provider
+
+    async def _review(self, claimed: ClaimedJob, out: AppPublisher, facts: _Facts) -> str:
+        deps = self.deps
+        too_large = self._gate(facts.pull)
+        check = await out.open_check()
+        await out.react("eyes")
+        if too_large is not None:
+            await out.too_large(check, too_large)
+            return "skipped: too large"
+        notes = [f"`{CONFIG_PATH}`: {p}" for p in facts.problems]
+        installation = facts.job.pr.installation_id or 0
+        provider = await self._model(installation, notes)
         try:
-            outcome = await self._review_core(tokens, job, pull, config, notes, history, provider)
+            outcome = await self._review_core(out.tokens, facts, notes, provider)
         except BudgetExceeded as exc:  # the diff or the checkout is over its cap (D-01, S-09)
             # our own message (counts and limits), still sanitised like any text we post
-            text = compose("This pull request is too large to review: {}.", inert_plain(str(exc)))
-            await _report_too_large(gw, job, check_id, text)
+            await out.too_large(
+                check, compose("This pull request is too large to review: {}.", inert_plain(str(exc)))
+            )
             return "skipped: too large"
         except BaseException as exc:
-            await self._interrupted_check(gw, job, check_id, claimed, exc)
+            await self._interrupted_check(check, claimed, exc)
             raise
         finally:
             if provider is not None:
@@ -390,32 +320,39 @@ class ReviewJobRunner:
             metrics.model_usage(installation, agent.usage)
         try:
             with metrics.phase("publish"):
-                return await self._publish(claimed, gw, job, check_id, outcome)
+                # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post
+                # beside the worker that took the job over
+                if deps.lease_check is not None and not await deps.lease_check(claimed):
+                    raise Superseded("the job's lease was taken over by another worker")
+                done = await out.publish(outcome)
         except Superseded:
-            raise  # _publish closed the check run as superseded itself
+            raise  # publish closed the check run as superseded itself (a lost lease: the new owner's)
         except BaseException as exc:
             # e.g. a 502 on the review POST: never leave the check spinning while the job is retried
-            await self._interrupted_check(gw, job, check_id, claimed, exc)
+            await self._interrupted_check(check, claimed, exc)
             raise
+        draft = outcome.draft
+        log.info(
+            "review published",
+            review=done.review_id,
+            inline=len(draft.comments),
+            findings=len(draft.findings),
+            conclusion=outcome.conclusion,
+        )
+        return f"posted review {done.review_id} with {len(draft.comments)} inline comments"
 
     async def _review_core(
-        self,
-        tokens: JobTokens,
-        job: ReviewJob,
-        pull: PullInfo,
-        config: RepoConfig,
-        notes: list[str],
-        history: ReviewHistory,
-        provider: Provider | None,
+        self, tokens: JobTokens, facts: _Facts, notes: list[str], provider: Provider | None
     ) -> ReviewOutcome:
         deps = self.deps
+        job, pull, config = facts.job, facts.pull, facts.config
         # A push is reviewed from the last head this App actually reviewed (its own marker), never from
         # the push's `before`: pushes coalesced in the queue, lost or out-of-order deliveries and quiet
         # pushes would otherwise drop files nobody reviewed. No such head (or history rewritten): the
         # merge base. A gated repository (fail_on) needs every finding that still stands for its
         # conclusion, so each push gets a full review there; fingerprints keep earlier comments from
         # being repeated.
-        last = history.last_head
+        last = facts.history.last_head
         incremental = (
             job.trigger == "synchronize"
             and not job.full
@@ -423,12 +360,9 @@ class ReviewJobRunner:
             and last is not None
             and last != job.head_sha
         )
-        option = job.extra.get("option", "")
-        focus = config.focus
-        if option.startswith("focus="):  # validated against the category list by events.parse_command
-            focus = (Category(option.partition("=")[2]),)
+        focus = _focus(job)
         inputs = ReviewInputs(
-            focus=focus,
+            focus=config.focus if focus is None else (focus,),
             max_diff_bytes=deps.limits.max_diff_bytes,
             title=pull.title,
             body=pull.body,
@@ -436,17 +370,16 @@ class ReviewJobRunner:
             filters=PathFilters(include=config.include, exclude=config.exclude),
             max_inline=config.max_inline_comments,
             fail_on=config.fail_on,
-            already_posted=history.fingerprints,
+            already_posted=facts.history.fingerprints,
             notes=tuple(notes),
         )
         gh = await tokens.read()
         url = deps.github.clone_url(job.pr.owner, job.pr.repo)
         if deps.git_base_url:
             url = f"{deps.git_base_url.rstrip('/')}/{job.pr.owner}/{job.pr.repo}.git"
-        source = GitSource.https(url, gh.token)
         checkout_started = metrics.clock()
         async with workspace(
-            source,
+            GitSource.https(url, gh.token),
             job.head_sha,
             pull.base_sha,
             scratch_root=deps.scratch_root,
@@ -463,9 +396,7 @@ class ReviewJobRunner:
             inputs = dataclasses.replace(inputs, diff_base=diff_base)
             return await review_workspace(ws, inputs, provider=provider, budgets=deps.budgets)
 
-    async def _interrupted_check(
-        self, gw: GitHubClient, job: ReviewJob, check_id: int, claimed: ClaimedJob, exc: BaseException
-    ) -> None:
+    async def _interrupted_check(self, check: CheckRun, claimed: ClaimedJob, exc: BaseException) -> None:
         """Never leave a check spinning: close it, saying whether the job will be retried."""
         shutdown = isinstance(exc, asyncio.CancelledError) and exc.args == (SHUTDOWN,)
         if isinstance(exc, asyncio.CancelledError) and not shutdown:
@@ -487,95 +418,9 @@ class ReviewJobRunner:
             summary = compose("Review failed: {}", failure_reason(exc))
         try:
             async with asyncio.timeout(10):
-                await gw.complete_check_run(
-                    job.pr, check_id, conclusion=conclusion, title=plain_text(title), summary=summary
-                )
+                await check.complete(conclusion, plain_text(title), summary)
         except Exception as report_exc:
             log.warning("could not close the check run", error=type(report_exc).__name__)
 
-    async def _publish(
-        self, claimed: ClaimedJob, gw: GitHubClient, job: ReviewJob, check_id: int, outcome: ReviewOutcome
-    ) -> str:
-        draft = outcome.draft
-        # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post beside
-        # the worker that took the job over
-        if self.deps.lease_check is not None and not await self.deps.lease_check(claimed):
-            raise Superseded("the job's lease was taken over by another worker")
-        # W-04: the job's own marker lets a retry see that its review went out before a later step failed
-        marker = job_marker(claimed.id, job.head_sha)
-        live = await gw.get_pull(job.pr)
-        if live.head_sha != job.head_sha:
-            await gw.complete_check_run(
-                job.pr,
-                check_id,
-                conclusion="skipped",
-                title=plain_text(f"Superseded by {live.head_sha[:7]}"),
-                summary=compose(
-                    "The head moved to {} before this review was posted.", code_span(live.head_sha)
-                ),
-            )
-            raise Superseded(f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha)
-        # Quiet by design: a push that brings nothing new gets the check run only.
-        wants_review = bool(draft.comments or draft.file_comments or draft.findings)
-        if job.trigger in ("command", "opened", "reopened", "ready_for_review"):
-            wants_review = True
-        review_id = None
-        if wants_review:
-            if claimed.attempt > 1:
-                review_id = await _own_review(gw, job, marker)
-            if review_id is None:
-                # never cut off by the body limit: the next review's diff base is read from it
-                body = truncate(draft.body, MAX_BODY - len(marker) - 2)
-                marked = dataclasses.replace(draft, body=compose("{}\n\n{}", body, marker))
-                review_id = await gw.post_review(job.pr, marked)
-            for fc in draft.file_comments:
-                await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
-            metrics.review_posted(draft.findings)
-        # earlier findings this head no longer has: their threads resolved (never raises)
-        await gw.resolve_outdated_threads(
-            job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
-        )
-        await gw.complete_check_run(
-            job.pr,
-            check_id,
-            conclusion=outcome.conclusion,
-            title=draft.check_title or CHECK_NAME,
-            summary=draft.check_summary or draft.body,
-            annotations=check_annotations(draft),
-            actions=[RERUN_BUTTON],
-        )
-        if job.comment_id is not None:
-            await gw.add_reaction(job.pr, job.comment_id, "+1")
-        log.info(
-            "review published",
-            review=review_id,
-            inline=len(draft.comments),
-            findings=len(draft.findings),
-            conclusion=outcome.conclusion,
-        )
-        return f"posted review {review_id} with {len(draft.comments)} inline comments"
 
-
-async def _own_review(gw: GitHubClient, job: ReviewJob, marker: str) -> int | None:
-    """The review an earlier attempt of this job already posted on this head, if any."""
-    for review in await gw.list_reviews(job.pr):
-        if (
-            gw.is_ours(review)
-            and review.get("commit_id") == job.head_sha
-            and marker in str(review.get("body") or "")
-        ):
-            return int(review["id"])
-    return None
-
-
-async def _report_too_large(gw: GitHubClient, job: ReviewJob, check_id: int, text: Sanitised) -> None:
-    """D-01: one comment per PR (found again by its marker), a neutral check, zero model tokens."""
-    bodies = await gw.list_issue_comment_bodies(job.pr, ours_only=True)
-    if not any(SIZE_GATE_MARKER in b for b in bodies):
-        await gw.post_issue_comment(job.pr, compose("{}\n\n{}", text, SIZE_GATE_MARKER))
-    await gw.complete_check_run(
-        job.pr, check_id, conclusion="neutral", title=plain_text("Too large to review"), summary=text
-    )
-
-
-__all__ = ["CHECK_NAME", "BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner", "failure_reason"]
+__all__ = ["BudgetExceeded", "JobDeps", "JobLimits", "ReviewJobRunner", "failure_reason"]

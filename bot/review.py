@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 import posixpath
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -30,6 +29,8 @@ from bot.models import (
     ReviewDraft,
     Severity,
 )
+from bot.publish.body import MAX_BODY
+from bot.publish.markers import marker, sha7
 from bot.redact import SecretSet
 from bot.rules import RULES
 from bot.sanitize import (
@@ -40,14 +41,12 @@ from bot.sanitize import (
     code_span,
     compose,
     fixed,
-    hidden_marker,
     inert_plain,
     join,
     plain_text,
     sanitize_markdown,
 )
 
-MAX_BODY = 65_536  # GitHub's limit for a review body and a check-run summary
 MAX_COMMENT = 16_000  # stay well inside GitHub's per-comment limit
 MAX_FILE_COMMENTS = 5
 MIN_EVIDENCE = 3  # shorter evidence matches almost anywhere: it verifies nothing
@@ -67,8 +66,6 @@ EMOJI = {
     Severity.LOW: fixed("🔵"),
     Severity.NIT: fixed("⚪"),
 }
-
-_MARKER = re.compile(r"<!-- backend-review fp=([0-9a-f]{16}(?:,[0-9a-f]{16})*) sha=[0-9a-f]{7} -->")
 
 ReadHead = Callable[[str], Sequence[str] | None]
 
@@ -207,21 +204,6 @@ def fingerprint(f: Finding) -> str:
         (f.source.strip().lower(), f.path, f.category.value, "\n".join(_norm_evidence(f.evidence)))
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _sha7(head_sha: str) -> str:
-    return (re.sub(r"[^0-9a-f]", "", head_sha.lower())[:7]).ljust(7, "0")
-
-
-def marker(fp: str, head_sha: str) -> Sanitised:
-    """The hidden marker; ``fp`` may list several fingerprints (a merged duplicate) comma-separated."""
-    fps = ",".join(x for x in fp.split(",") if re.fullmatch(r"[0-9a-f]{16}", x))
-    return hidden_marker(f"fp={fps} sha={_sha7(head_sha)}")
-
-
-def parse_markers(body: str) -> set[str]:
-    """Fingerprints in the markers of an earlier comment body (only the exact fixed format counts)."""
-    return {fp for m in _MARKER.finditer(body) for fp in m[1].split(",")}
 
 
 # --- dedupe, rank, gate ------------------------------------------------------------------------
@@ -599,7 +581,7 @@ def _empty_body(ctx: ReviewContext) -> Sanitised:
     scope = inert_plain(f"{ctx.reviewed_files} of {_plural(ctx.total_files, 'file')}")
     extra = fixed("; offline checks only") if ctx.offline_only else fixed("")
     line = compose(
-        "**backend-review** found no issues in {} ({}{}).", code_span(_sha7(ctx.head_sha)), scope, extra
+        "**backend-review** found no issues in {} ({}{}).", code_span(sha7(ctx.head_sha)), scope, extra
     )
     notes = [_note(n, ctx) for n in ctx.notes[:MAX_NOTES] if n.strip()]
     notes += [
@@ -620,7 +602,7 @@ def _full_body(
     head = compose(
         "**backend-review** found {} in {} — {}.",
         inert_plain(_plural(len(found), "issue")),
-        code_span(_sha7(ctx.head_sha)),
+        code_span(sha7(ctx.head_sha)),
         inert_plain(_counts(found)),
     )
     foot = [_coverage(ctx), *_footer(ctx)]
@@ -646,7 +628,6 @@ def _full_body(
 
 __all__ = [
     "EMOJI",
-    "MAX_BODY",
     "MAX_COMMENT",
     "MAX_FILE_COMMENTS",
     "MIN_CONFIDENCE",
@@ -654,8 +635,6 @@ __all__ = [
     "build_review",
     "conclusion",
     "fingerprint",
-    "marker",
-    "parse_markers",
     "safe_path",
     "verify_and_anchor",
 ]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import ci, formats, github, models, workflow_commands
+from bot import formats, github, models, workflow_commands
+from bot.publish import body as publish_body
+from bot.publish import ci as publish_ci
 from bot.sanitize import Sanitised, SanitisedText
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
@@ -87,7 +89,7 @@ def test_o03_what_a_review_carries_is_sanitised() -> None:
     assert (annotation["title"], annotation["message"]) == (SanitisedText, SanitisedText)
     action = _hints(github.CheckAction)
     assert (action["label"], action["description"]) == (SanitisedText, SanitisedText)
-    assert _hints(github.fold_comments)["return"] is Sanitised
+    assert _hints(publish_body.fold_comments)["return"] is Sanitised
 
 
 def test_o03_ci_publishes_only_sanitised_text() -> None:
@@ -95,7 +97,7 @@ def test_o03_ci_publishes_only_sanitised_text() -> None:
     assert _hints(formats.to_markdown)["return"] is Sanitised
     ann = _hints(workflow_commands.annotation)
     assert ann["message"] is SanitisedText and ann["title"] == SanitisedText | None
-    source = inspect.getsource(ci.write_summary)
+    source = inspect.getsource(publish_ci.write_summary)
     assert "to_markdown(draft)" in source
 
 
@@ -163,7 +165,7 @@ def test_o03_mypy_rejects_raw_strings_where_github_text_goes(tmp_path: Path) -> 
     snippet = tmp_path / "publish_raw.py"
     snippet.write_text(
         "from bot.github import GitHubClient\n"
-        "from bot.jobs import CHECK_NAME\n"
+        "from bot.publish.base import CHECK_NAME\n"
         "from bot.models import PullRequestRef\n"
         "from bot.sanitize import compose, inert_plain, plain_text\n\n\n"
         "async def raw(gw: GitHubClient, pr: PullRequestRef, stderr: str) -> None:\n"

@@ -23,9 +23,10 @@ from bot.models import (
     Severity,
     Usage,
 )
+from bot.publish.body import MAX_BODY
+from bot.publish.markers import marker, parse_markers
 from bot.redact import SecretSet
 from bot.review import (
-    MAX_BODY,
     MAX_COMMENT,
     MAX_FILE_COMMENTS,
     MIN_CONFIDENCE,
@@ -33,8 +34,6 @@ from bot.review import (
     build_review,
     conclusion,
     fingerprint,
-    marker,
-    parse_markers,
     safe_path,
     verify_and_anchor,
 )

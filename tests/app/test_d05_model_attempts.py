@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bot.events import Enqueue
-from bot.jobs import RERUN_BUTTON
+from bot.publish.github_app import RERUN_BUTTON
 from bot.queue.base import EnqueueOutcome, JobState
 from bot.queue.sqlite import SQLiteQueue
 from bot.worker import Worker, WorkerConfig

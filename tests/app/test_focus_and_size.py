@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.events import Enqueue, PrFacts
-from bot.jobs import SIZE_GATE_MARKER, JobLimits
+from bot.jobs import JobLimits
+from bot.publish.markers import SIZE_GATE_MARKER
 from tests.app.conftest import AppWorld
 
 

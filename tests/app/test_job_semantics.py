@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import Superseded
-from bot.jobs import ReviewJobRunner, job_marker
+from bot.jobs import ReviewJobRunner
+from bot.publish.markers import job_marker
 from bot.queue.base import ClaimedJob, EnqueueOutcome, JobState
 from bot.queue.sqlite import SQLiteQueue
 from bot.worker import Worker, WorkerConfig

@@ -14,8 +14,8 @@ from bot.errors import GitHubUnavailable, Superseded
 from bot.events import HELP_REPLY, UNKNOWN_OPTION_REPLY, Enqueue
 from bot.jobs import JobLimits
 from bot.pipeline import ReviewInputs, review_workspace
+from bot.publish.markers import parse_markers
 from bot.queue.base import ClaimedJob
-from bot.review import parse_markers
 from tests.app.conftest import OPENED_FIXTURE, AppWorld, assert_k02_tokens, make_world, model_provider
 from tests.support.fake_github import FakePull
 from tests.support.model_server import ModelServer, Submit

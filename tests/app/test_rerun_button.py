@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.events import Enqueue, Ignore, authorize, decide
-from bot.jobs import RERUN_BUTTON
+from bot.publish.github_app import RERUN_BUTTON
 from tests.app.conftest import AppWorld
 from tests.conftest import WEBHOOKS
 

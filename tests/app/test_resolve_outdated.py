@@ -7,7 +7,7 @@ import dataclasses
 
 from bot.events import Enqueue
 from bot.models import ReviewJob
-from bot.review import parse_markers
+from bot.publish.markers import parse_markers
 from tests.app.conftest import AppWorld
 from tests.conftest import WEBHOOKS
 from tests.support.fake_github import FakeReviewComment

@@ -12,7 +12,8 @@ import pytest
 
 from bot.checkout import GitSource, remove_tree, workspace
 from bot.errors import BudgetExceeded
-from bot.jobs import SIZE_GATE_MARKER, JobLimits
+from bot.jobs import JobLimits
+from bot.publish.markers import SIZE_GATE_MARKER
 from bot.repocache import RepoCache
 from tests.app.conftest import make_world, model_provider
 from tests.support.gitrepo import GitRepo, init_repo
