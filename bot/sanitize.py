@@ -16,8 +16,8 @@ be markdown. The steps, in order:
    like a bot command get a leading U+2060;
 5. the output is checked for our secrets again.
 
-O-03 by construction: what bot/github.py and bot/ci.py publish is typed :data:`Sanitised` (markdown)
-or :data:`SanitisedText` (plain text), and only this module creates those: from untrusted text
+O-03 by construction: what bot/publish/ sends (through bot/github.py) is typed :data:`Sanitised`
+(markdown) or :data:`SanitisedText` (plain text), and only this module creates those: from untrusted text
 through the sanitisers, or from our own wording written as a literal in the source (:func:`fixed`,
 :func:`compose`, :func:`join`; tests/test_o03_sanitised_types.py checks both rules). mypy rejects a ``str``
 (a tool's error text, an f-string) where a publisher expects them.

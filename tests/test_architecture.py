@@ -22,6 +22,9 @@ PURE = [
     "backoff.py",
     "workflow_commands.py",
     "outdated.py",
+    "publish/__init__.py",
+    "publish/markers.py",
+    "publish/body.py",
     *(f"rules/{p.name}" for p in sorted((BOT / "rules").glob("*.py"))),
 ]
 IO_LIBRARIES = {
@@ -31,7 +34,8 @@ IO_LIBRARIES = {
 ADAPTERS = {
     "bot.app", "bot.checkout", "bot.ci", "bot.github", "bot.jobs", "bot.ledger", "bot.local", "bot.log",
     "bot.manifest", "bot.pipeline", "bot.process", "bot.server", "bot.settings", "bot.worker", "bot.queue",
-    "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow",
+    "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow", "bot.tokens",
+    "bot.publish.github_app", "bot.publish.ci", "bot.publish.base", "bot.publish.history",
 }  # fmt: skip
 
 
@@ -67,3 +71,51 @@ def test_the_check_can_fail() -> None:
         "bot.github.GitHubApp",
     }
     assert violations("from asyncio import subprocess\n") == {"asyncio", "asyncio.subprocess"}
+
+
+# Only bot/publish/ writes to GitHub (issue 11): the client's write methods, by name, are used nowhere
+# else in bot/ (bot/github.py defines them, and its composite writes call its own on ``self``).
+GITHUB_WRITES = {
+    "post_review", "post_issue_comment", "post_file_comment", "create_check_run", "open_check_run",
+    "complete_check_run", "add_reaction", "resolve_review_thread", "minimize_comment",
+}  # fmt: skip
+
+
+def github_writes(source: str, *, own_self: bool = False) -> list[str]:
+    """Uses of a GitHub write method (``x.post_review(...)``, or the bound method passed on); with
+    ``own_self``, a class's calls of its own methods (``self.create_check_run``) are its own business."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or node.attr not in GITHUB_WRITES:
+            continue
+        if own_self and isinstance(node.value, ast.Name) and node.value.id == "self":
+            continue
+        found.append((node.lineno, node.attr))
+    return [f"{line}:{name}" for line, name in sorted(found)]
+
+
+def test_only_bot_publish_writes_to_github() -> None:
+    publish = BOT / "publish"
+    found = {
+        str(path.relative_to(BOT)): hits
+        for path in sorted(BOT.rglob("*.py"))
+        if publish not in path.parents
+        and (hits := github_writes(path.read_text(), own_self=path == BOT / "github.py"))
+    }
+    assert found == {}
+    assert github_writes((publish / "github_app.py").read_text())  # the scan sees the real writers
+
+
+def test_the_github_write_scan_can_fail() -> None:
+    source = (
+        "async def f(gw, self):\n"
+        "    await gw.post_review(pr, draft)\n"
+        "    later = gw.add_reaction\n"
+        "    await self.client.complete_check_run(pr, 1)\n"
+        "    await self.create_check_run(pr, 'sha')\n"
+        "    await gw.get_pull(pr)\n"
+    )
+    assert github_writes(source) == [
+        "2:post_review", "3:add_reaction", "4:complete_check_run", "5:create_check_run",
+    ]  # fmt: skip
+    assert github_writes(source, own_self=True) == ["2:post_review", "3:add_reaction", "4:complete_check_run"]
