@@ -36,7 +36,7 @@ from bot.config import CONFIG_PATH
 from bot.errors import ConfigError, GitHubUnavailable, UsageError, WorkspaceError
 from bot.events import PayloadError, parse_command, parse_payload, permission_allows
 from bot.github import GitHubClient, GitHubError, clone_url
-from bot.local import exit_code, render, review_repository
+from bot.local import exit_code, review_repository
 from bot.log import SECRETS
 from bot.model_choice import api_key_for, model_spec
 from bot.models import PullRequestRef
@@ -44,6 +44,7 @@ from bot.pipeline import ReviewOutcome
 from bot.publish.base import Published
 from bot.publish.ci import CiPublisher, log_annotations, write_summary
 from bot.publish.history import read_history
+from bot.publish.local import render
 from bot.workflow_commands import escape_data, fenced
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap

@@ -14,15 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from bot import __version__
 from bot.checkout import GitSource, default_branch, merge_base, resolve_ref, run_git, workspace
 from bot.config import parse_repo_config
 from bot.diff import PathFilters
 from bot.errors import ConfigError, UsageError, WorkspaceError
-from bot.formats import to_codeclimate, to_json, to_markdown, to_sarif, to_text
 from bot.model_choice import provider_from_env
 from bot.models import Severity
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace, worst_severity
+from bot.publish.local import LocalPublisher, check_output, emit, render
 from bot.terminal import ReportFooter, plain
 
 CONFIG_PATH = ".github/backend-review.yml"
@@ -88,26 +87,6 @@ def resolve_format(fmt: str | None, *, to_terminal: bool, environ: Mapping[str, 
     if fmt:
         return fmt
     return "text" if to_terminal and not environ.get("CI") else "markdown"
-
-
-def render(
-    outcome: ReviewOutcome,
-    fmt: str,
-    *,
-    color: bool = False,
-    width: int = 100,
-    footer: ReportFooter | None = None,
-) -> str:
-    draft = outcome.draft
-    if fmt == "json":
-        return to_json(draft, outcome.changeset)
-    if fmt == "sarif":
-        return to_sarif(draft, tool_version=__version__)
-    if fmt == "codeclimate":
-        return to_codeclimate(draft)
-    if fmt == "markdown":
-        return to_markdown(draft)
-    return to_text(draft, color=color, changeset=outcome.changeset, width=width, footer=footer)
 
 
 def footer_for(outcome: ReviewOutcome, seconds: float) -> ReportFooter:
@@ -213,31 +192,6 @@ async def review_repository(
             await provider.aclose()  # the SDK's connection pool, before the event loop closes
 
 
-def check_output(output: str | None) -> None:
-    """Refuse an --output that cannot be written before the review runs, not after."""
-    if not output:
-        return
-    target = Path(output)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise UsageError(f"--output {output}: is a directory")
-    if not parent.is_dir():
-        raise UsageError(f"--output {output}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"--output {output}: permission denied")
-
-
-def _emit(text: str, output: str | None) -> None:
-    text = text if text.endswith("\n") else text + "\n"
-    if not output:
-        sys.stdout.write(text)
-        return
-    try:
-        Path(output).write_text(text)
-    except OSError as exc:
-        raise UsageError(f"--output {output}: {exc.strerror or type(exc).__name__}") from None
-
-
 def run_local_review(args: argparse.Namespace) -> int:
     if args.max_comments is not None and not 1 <= args.max_comments <= 50:
         raise UsageError("--max-comments must be between 1 and 50")
@@ -265,12 +219,13 @@ def run_local_review(args: argparse.Namespace) -> int:
     color = args.output is None and resolve_color(args.color, sys.stdout, os.environ)
     empty = nothing_to_review(outcome)
     if empty and fmt in ("text", "markdown"):
-        _emit(f"backend-review: {empty}", args.output)
+        emit(f"backend-review: {empty}", args.output)
         return 0
     if empty:
         print(f"backend-review: {empty}", file=sys.stderr)
     footer = footer_for(outcome, time.monotonic() - started)
-    _emit(render(outcome, fmt, color=color, width=_width(to_terminal), footer=footer), args.output)
+    publisher = LocalPublisher(fmt, args.output, color=color, width=_width(to_terminal), footer=footer)
+    asyncio.run(publisher.publish(outcome))
     return exit_code(outcome, args.fail_on)
 
 
@@ -345,11 +300,13 @@ def run_demo(args: argparse.Namespace) -> int:
     fmt = resolve_format(args.format, to_terminal=to_terminal, environ=os.environ)
     if fmt == "markdown":
         header = f"# Pull request: {demo.PR_TITLE}\n\n_The review backend-review would post on GitHub:_\n\n"
-        _emit(header + render(outcome, "markdown"), None)
+        emit(header + render(outcome, "markdown"), None)
     else:
         color = resolve_color(args.color, sys.stdout, os.environ)
         footer = footer_for(outcome, time.monotonic() - started)
-        _emit(render(outcome, fmt, color=color, width=_width(to_terminal), footer=footer), None)
+        asyncio.run(
+            LocalPublisher(fmt, None, color=color, width=_width(to_terminal), footer=footer).publish(outcome)
+        )
     return 0
 
 

@@ -36,6 +36,7 @@ ADAPTERS = {
     "bot.manifest", "bot.pipeline", "bot.process", "bot.server", "bot.settings", "bot.worker", "bot.queue",
     "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow", "bot.tokens",
     "bot.publish.github_app", "bot.publish.ci", "bot.publish.base", "bot.publish.history",
+    "bot.publish.local",
 }  # fmt: skip
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.local import render, review_repository
+from bot.local import review_repository
 from bot.pipeline import ReviewOutcome
+from bot.publish.local import render
 from tests.support.gitrepo import GitRepo
 
 SQL_FN = (

@@ -30,10 +30,10 @@ from bot.agent.tools import Toolbox
 from bot.checkout import GitSource, resolve_ref, workspace
 from bot.errors import SecretLeak
 from bot.formats import to_markdown
-from bot.local import render
 from bot.model_choice import provider_from_env
 from bot.models import Severity
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
+from bot.publish.local import render
 from bot.review import conclusion
 from tests.support.audit import Audit, argv_lists, recording
 from tests.support.gitrepo import GitRepo, init_repo

@@ -16,8 +16,9 @@ import pytest
 
 from bot.agent.providers import ModelSpec, make_provider
 from bot.checkout import GitSource, resolve_ref, workspace
-from bot.local import build_demo_repository, render, review_repository
+from bot.local import build_demo_repository, review_repository
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
+from bot.publish.local import render
 from tests.support.model_server import Call, ModelServer, Recorded, Submit, tool_results
 
 MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4.1"}
