@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import formats, github, models, workflow_commands
+from bot import formats, github, models, pipeline, workflow_commands
+from bot.publish import base, github_app
 from bot.publish import body as publish_body
 from bot.publish import ci as publish_ci
 from bot.sanitize import Sanitised, SanitisedText
@@ -74,6 +75,21 @@ def test_o03_github_writes_take_only_sanitised_text() -> None:
     assert _hints(client.open_check_run)["name"] is SanitisedText
     assert typing.get_origin(_hints(client.add_reaction)["content"]) is typing.Literal
     assert _hints(client.post_review)["draft"] is models.ReviewDraft
+
+
+def test_o03_the_publishers_take_only_sanitised_text() -> None:
+    """Every text the publish stage is handed is sanitised by type; a review travels as the draft."""
+    app = github_app.AppPublisher
+    assert _hints(app.reply)["text"] is Sanitised
+    for method in (app.neutral_check, app.close_unfinished, github_app.CheckRun.complete):
+        hints = _hints(method)
+        assert (hints["title"], hints["summary"]) == (SanitisedText, Sanitised), method
+    assert _hints(app.too_large)["text"] is Sanitised
+    assert _hints(app.report_failure)["summary"] is Sanitised
+    assert typing.get_origin(_hints(app.react)["reaction"]) is typing.Literal
+    for publisher in (app, publish_ci.CiPublisher, base.Publisher):
+        assert _hints(publisher.publish)["outcome"] is pipeline.ReviewOutcome
+    assert _hints(pipeline.ReviewOutcome)["draft"] is models.ReviewDraft
 
 
 def test_o03_what_a_review_carries_is_sanitised() -> None:
