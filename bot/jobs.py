@@ -1,14 +1,15 @@
 """The GitHub App's job: one queued review, from live re-checks to one posted review and check run.
 
-Order of work (each step refuses early, before money is spent):
+Steps (each refuses early, before money is spent), with one read and one write token per job
+(:class:`bot.tokens.JobTokens`) and every write made by :class:`bot.publish.github_app.AppPublisher`:
 
-1. read token: live PR state, head SHA (W-04, C-05), command comment still there, base-branch config
-   (P-04), live permission for commands and fork PRs (C-01, C-06);
-2. write token: the in-progress check run and 👀 on a command;
-3. gates: size (D-01) and the installation's daily token budget (D-04);
-4. read token: hardened checkout by SHA, review core (bot.pipeline);
-5. write token: head re-checked (a moved head drops the review as superseded), one COMMENT review,
-   check run completed with a conclusion computed by code, 👍 on a command.
+1. fetch (read token): live PR state, head SHA (W-04, C-05), command comment still there, base-branch
+   config (P-04), live permission for commands and fork PRs (C-01, C-06);
+2. decide: skip, await a maintainer, reply to a help command, or review;
+3. check run opened (write token), 👀 on a command; gates: size (D-01), daily token budget (D-04);
+4. review (read token): hardened checkout by SHA, review core (bot.pipeline);
+5. publish (write token): lease and head re-checked (a moved head drops the review as superseded), one
+   COMMENT review, check run completed with a conclusion computed by code, 👍 on a command.
 
 Everything posted is sanitised text (O-03): a failure is reported with a short fixed reason for its
 kind, and the error's own text (git's stderr, a library's message) goes to the log only.
