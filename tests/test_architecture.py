@@ -114,3 +114,17 @@ def test_the_jail_check_can_fail() -> None:
     )
     assert file_reads(source) == {"open", "os.lstat", ".read_text", "os.scandir", ".stat"}
     assert file_reads((BOT / "jail.py").read_text()) >= {"os.open", "os.read", "os.lstat", "os.scandir"}
+
+
+def test_one_token_estimator() -> None:
+    from bot import diff
+    from bot.agent import runner
+
+    defined = [
+        str(p.relative_to(BOT))
+        for p in sorted(BOT.rglob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef) and "estimate" in node.name and "token" in node.name
+    ]
+    assert defined == ["diff.py"]
+    assert runner.estimate_tokens is diff.estimate_tokens  # the agent's per-call budget uses it too
