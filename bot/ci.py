@@ -40,11 +40,12 @@ from bot.github import GitHubClient, GitHubError, GitHubForbidden, clone_url
 from bot.jobs import CHECK_NAME
 from bot.local import exit_code, render, review_repository
 from bot.log import SECRETS
-from bot.model_choice import api_key_for, model_spec
+from bot.model_choice import MissingModelKey, resolve
 from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
 from bot.review import parse_markers
 from bot.sanitize import plain_text, truncate
+from bot.settings import model_settings
 from bot.workflow_commands import annotation, escape_data, fenced
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
@@ -316,16 +317,12 @@ def write_summary(env: Mapping[str, str], draft: ReviewDraft) -> bool:
 def _model_choice(args: argparse.Namespace, env: Mapping[str, str], say: TextIO) -> str | None:
     """``--model`` as given, or ``"none"`` when the model has no key (a fork PR gets no secrets)."""
     try:
-        spec = model_spec(args.model, env)
-    except ValueError as exc:
-        raise ConfigError(f"--model: {exc}") from None
-    if spec is None:
-        say.write("backend-review: no model configured: offline checks only\n")
-        return "none"
-    try:
-        api_key_for(spec, env, env.get("BACKEND_REVIEW_MODEL_BASE_URL") or spec.base_url)
-    except ConfigError:
+        choice = resolve(model_settings(env, args.model))
+    except MissingModelKey:
         say.write(f"backend-review: {MODEL_SKIPPED}; running the offline checks only\n")
+        return "none"
+    if choice is None:
+        say.write("backend-review: no model configured: offline checks only\n")
         return "none"
     return str(args.model) if args.model is not None else None
 
