@@ -685,10 +685,17 @@ async def workspace(
 
 
 async def fetch_history(
-    git_dir: Path, source: GitSource, head_sha: str, base_sha: str | None, depth: int, *, fresh: bool = False
+    git_dir: Path,
+    source: GitSource,
+    head_sha: str,
+    base_sha: str | None,
+    depth: int = _DEFAULT_DEPTH,
+    *,
+    fresh: bool = False,
 ) -> str | None:
-    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks, by SHA and shallow,
-    deepening fourfold until their merge base is found (returned) or the history is complete."""
+    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks (both when ``fresh``),
+    by SHA and shallow, deepening fourfold until their merge base is found (returned) or the history
+    is complete. The one implementation: workspaces, the repository cache and ``ci`` use it."""
     wanted = [head_sha] + ([base_sha] if base_sha and base_sha != head_sha else [])
     missing = wanted if fresh else await _missing_commits(git_dir, wanted)
     if missing:
@@ -705,6 +712,20 @@ async def fetch_history(
             await _fetch(git_dir, source, wanted, current)
         found_base = await _merge_base_in(git_dir, head_sha, base_sha)
     return found_base
+
+
+async def history_ready(git_dir: Path, head_sha: str, base_sha: str) -> bool:
+    """Whether ``git_dir`` holds both commits and their merge base, or (a complete history, as
+    ``fetch-depth: 0`` leaves) no fetch could find one: then :func:`fetch_history` has nothing to do."""
+    if await _missing_commits(git_dir, [head_sha, base_sha]):
+        return False
+    return await _merge_base_in(git_dir, head_sha, base_sha) is not None or not await _is_shallow(git_dir)
+
+
+async def git_dir_of(repo: Path) -> Path:
+    """The git directory of a local repository: its ``.git`` (wherever a gitfile points), or itself."""
+    out = await run_git([*_local(repo), "rev-parse", "--absolute-git-dir"], cwd=repo, timeout=30)
+    return Path(out.decode().strip())
 
 
 async def _missing_commits(git_dir: Path, shas: list[str]) -> list[str]:
@@ -865,7 +886,10 @@ __all__ = [
     "Workspace",
     "check_git_version",
     "default_branch",
+    "fetch_history",
+    "git_dir_of",
     "git_env",
+    "history_ready",
     "merge_base",
     "remove_tree",
     "resolve_ref",
