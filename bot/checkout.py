@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import BudgetExceeded, WorkspaceError
-from bot.log import SECRETS, get_logger
+from bot.log import get_logger
 from bot.process import child_env, kill_group, reap
-from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
+from bot.redact import PLACEHOLDER, SECRETS, SecretSet, redact_patterns
 
 if TYPE_CHECKING:
     from bot.repocache import RepoCache
@@ -169,12 +169,13 @@ def _credential_values(extra_env: Mapping[str, str]) -> list[str]:
     return [v for v in out if len(v) >= 8]
 
 
-def _scrub(text: str, extra_env: Mapping[str, str]) -> str:
+def _scrub(text: str, extra_env: Mapping[str, str], secrets: SecretSet) -> str:
+    """git's error output without the credentials of this call (``extra_env``) nor ``secrets``."""
     local = SecretSet(_credential_values(extra_env))
     for value in sorted(_credential_values(extra_env), key=len, reverse=True):
         text = text.replace(value, PLACEHOLDER)
-    text = redact_patterns(SECRETS.scrub(local.scrub(text)))
-    if local.find(text) or SECRETS.find(text):
+    text = redact_patterns(secrets.scrub(local.scrub(text)))
+    if local.find(text) or secrets.find(text):
         return "[git output withheld: it contained a secret]"
     return text
 
@@ -215,7 +216,7 @@ async def _exec_git(
         await asyncio.shield(reap(proc))
         raise
     rc = proc.returncode if proc.returncode is not None else -1
-    return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra)
+    return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra, SECRETS)
 
 
 def _verb(args: Sequence[str]) -> str:

@@ -39,10 +39,10 @@ from bot.formats import check_annotations
 from bot.github import GitHubClient, GitHubError, GitHubForbidden, clone_url
 from bot.jobs import CHECK_NAME
 from bot.local import exit_code, render, review_repository
-from bot.log import SECRETS
 from bot.model_choice import MissingModelKey, resolve
 from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
+from bot.redact import SECRETS
 from bot.review import parse_markers
 from bot.sanitize import plain_text, truncate
 from bot.settings import model_settings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot.agent.providers import ModelSpec, Provider, make_provider
 from bot.errors import ConfigError
-from bot.log import SECRETS
+from bot.redact import SECRETS
 from bot.settings import MODEL_KEY_VARS, PREFIX, Settings, model_settings
 
 # Local OpenAI-compatible servers (Ollama, vLLM, llama.cpp) accept any key; the SDK insists on one.

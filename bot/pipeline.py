@@ -23,9 +23,10 @@ from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, mark_generated, parse_diff
 from bot.errors import BudgetExceeded
 from bot.jail import MAX_HEAD_FILE_BYTES, head_file_size, read_head_file
-from bot.log import SECRETS, get_logger
+from bot.log import get_logger
 from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
 from bot.outdated import ReviewScope
+from bot.redact import SECRETS
 from bot.review import ReviewContext, build_review
 from bot.rules import FileTexts, language_of, run_rules
 from bot.rules.repo_rules import load_rules, run_repo_rules

@@ -2,7 +2,7 @@
 
 :data:`SETTINGS_DOC` is the single source of truth for names, defaults and descriptions: the parser
 reads its defaults from it and the README table is generated from it. Secret values are wrapped in
-:class:`Secret` (never shown by ``repr``/``str``) and registered into :data:`bot.log.SECRETS` on load.
+:class:`Secret` (never shown by ``repr``/``str``) and registered into :data:`bot.redact.SECRETS` on load.
 Operator settings only: nothing here can be set by a repository or a comment (P-05, C-04).
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from bot import log
 from bot.errors import ConfigError
+from bot.redact import SECRETS
 
 PREFIX = "BACKEND_REVIEW_"
 MIN_WEBHOOK_SECRET_BYTES = 32
@@ -353,7 +353,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     )
     for secret in (private_key, model_key, *secrets):
         if secret is not None:
-            log.SECRETS.add(secret.get())
+            SECRETS.add(secret.get())
     return settings
 
 

@@ -128,3 +128,17 @@ def test_one_token_estimator() -> None:
     ]
     assert defined == ["diff.py"]
     assert runner.estimate_tokens is diff.estimate_tokens  # the agent's per-call budget uses it too
+
+
+def test_the_secret_set_lives_in_redact() -> None:
+    owners, importers = set(), set()
+    for p in sorted(BOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "SECRETS" for t in node.targets
+            ):
+                owners.add(str(p.relative_to(BOT)))
+            if isinstance(node, ast.ImportFrom) and any(a.name == "SECRETS" for a in node.names):
+                importers.add(node.module)
+    assert owners == {"redact.py"}
+    assert importers == {"bot.redact"}  # nobody takes it from bot.log

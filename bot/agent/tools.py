@@ -33,9 +33,8 @@ from typing import Any
 
 from bot.errors import ToolRefused
 from bot.jail import Refused, is_plain_file, list_fd, open_beneath, read_fd
-from bot.log import SECRETS
 from bot.process import child_env, kill_group, reap
-from bot.redact import SecretSet, redact_patterns
+from bot.redact import SECRETS, SecretSet, redact_patterns
 
 READ_ONLY_TOOLS = ("grep", "view")
 
