@@ -16,6 +16,7 @@ Every error the package raises on purpose derives from :class:`BackendReviewErro
   - :class:`NotAuthorized` — the sender may not trigger a review.
   - :class:`BudgetExceeded` — a size, token, time or quota gate refused the work.
   - :class:`TokenScopeError` — a token was requested for an installation/repo the job is not bound to.
+  - :class:`UnreadableJob` — a queued job's plan is of a version or shape this release does not read.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class TokenScopeError(Permanent):
     """A token was requested outside the job's binding (K-05)."""
 
 
+class UnreadableJob(Permanent):
+    """A queued job's plan is of a version or shape this release does not read: only that job fails."""
+
+
 __all__ = [
     "BackendReviewError",
     "BudgetExceeded",
@@ -101,6 +106,7 @@ __all__ = [
     "Superseded",
     "TokenScopeError",
     "ToolRefused",
+    "UnreadableJob",
     "UsageError",
     "WorkspaceError",
 ]

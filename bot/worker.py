@@ -39,7 +39,7 @@ from typing import Any
 
 from bot import metrics
 from bot.backoff import backoff_delay
-from bot.errors import Permanent, Retryable, Superseded
+from bot.errors import Permanent, Retryable, Superseded, UnreadableJob
 from bot.log import bind, get_logger
 from bot.queue.base import ClaimedJob, ReviewQueue
 
@@ -158,6 +158,9 @@ class Worker:
                 # Its earlier workers died holding it: running it again would likely kill this one too.
                 await self._dead(claimed, Permanent(f"abandoned by {claimed.attempt - 1} workers"))
                 return
+            if claimed.unreadable is not None:  # a newer release queued it: its plan is never guessed
+                await self._dead(claimed, UnreadableJob(claimed.unreadable))
+                return
             started = time.monotonic()
             task = asyncio.create_task(self._handler(claimed))
             lease_lost = asyncio.Event()
@@ -197,7 +200,7 @@ class Worker:
         or it came before an older one (GitHub guarantees no order). Queued before this job completes,
         under a delivery id derived from this job, so a crash in between cannot lose it or double it;
         the queue's rules merge it into a job already pending, running or done for that head, and
-        refuse it if a newer head is known (STALE)."""
+        refuse it if a newer head is known (STALE). It keeps the plan of the job it follows."""
         job = claimed.job
         follow = dataclasses.replace(
             job,
@@ -209,7 +212,6 @@ class Worker:
             full=False,
             comment_id=None,
             check_run_id=None,
-            extra={},
         )
         result = await self._queue.enqueue(follow)
         log.info("live head queued", head=live_head[:7], outcome=result.outcome.value, job_id=result.job_id)
