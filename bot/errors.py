@@ -21,6 +21,11 @@ Every error the package raises on purpose derives from :class:`BackendReviewErro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # bot.models imports bot.sanitize, which imports this module
+    from bot.models import JobPlan
+
 
 class BackendReviewError(Exception):
     """Base of every error backend-review raises deliberately."""
@@ -70,11 +75,13 @@ class Superseded(Permanent):
     """The pull request's head moved on; this review is no longer wanted.
 
     ``live_head`` is the head it moved to when that head still wants a job (the worker makes sure
-    one is queued); None when there is nothing newer to review."""
+    one is queued, planned as ``plan``, else as the superseded job); None when there is nothing newer
+    to review."""
 
-    def __init__(self, message: str, live_head: str | None = None) -> None:
+    def __init__(self, message: str, live_head: str | None = None, plan: JobPlan | None = None) -> None:
         super().__init__(message)
         self.live_head = live_head
+        self.plan = plan
 
 
 class NotAuthorized(Permanent):

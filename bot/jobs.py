@@ -48,6 +48,7 @@ from bot.events import (
     Ignore,
     apply_repo_config,
     authorize,
+    push_plan,
 )
 from bot.formats import check_annotations
 from bot.github import CheckAction, GitHubApp, GitHubClient, GitHubError, PullInfo
@@ -277,7 +278,8 @@ class ReviewJobRunner:
                 # deliveries come in any order and can be lost: the live head gets a job of its own
                 # (the worker queues it) unless this App's newest review is already on it
                 wanted = pull.head_sha if history.last_head != pull.head_sha else None
-                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
+                moved = f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}"
+                raise Superseded(moved, live_head=wanted, plan=push_plan(_facts(pull, job)))
             if (
                 job.trigger == "synchronize"
                 and history.last_head == head_sha
@@ -506,7 +508,9 @@ class ReviewJobRunner:
                     ),
                 )
                 raise Superseded(
-                    f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha
+                    f"head moved to {live.head_sha[:7]} during the review",
+                    live_head=live.head_sha,
+                    plan=push_plan(_facts(live, job)),  # a command's permission was for its own head
                 )
             # Quiet by design: a push that brings nothing new gets the check run only.
             wants_review = bool(draft.comments or draft.file_comments or draft.findings)
