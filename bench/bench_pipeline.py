@@ -57,6 +57,7 @@ from bot.jobs import JobDeps, ReviewJobRunner
 from bot.ledger import SQLiteLedger
 from bot.models import PullRequestRef, ReviewJob
 from bot.pipeline import ReviewInputs, head_reader, review_workspace
+from bot.publish.base import Published
 from bot.queue.base import ClaimedJob
 from bot.redact import SECRETS
 from bot.repocache import RepoCache
@@ -327,7 +328,7 @@ class TimedRunner(ReviewJobRunner):
 
     publish: list[float]
 
-    async def _publish(self, *args: Any, **kwargs: Any) -> str:
+    async def _publish(self, *args: Any, **kwargs: Any) -> Published:
         started = time.perf_counter()
         try:
             return await super()._publish(*args, **kwargs)

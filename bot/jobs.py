@@ -45,15 +45,16 @@ from bot.events import (
     AwaitMaintainer,
     Enqueue,
     Ignore,
-    PrFacts,
     apply_repo_config,
     authorize,
+    push_plan,
 )
 from bot.github import GitHubApp, GitHubClient, GitHubError, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
-from bot.models import Category, ReviewJob
+from bot.models import PrFacts, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
+from bot.publish.base import Published
 from bot.publish.github_app import AppPublisher, CheckRun
 from bot.publish.history import read_history
 from bot.publish.markers import ReviewHistory
@@ -126,12 +127,6 @@ def _describe(job: ReviewJob) -> str:
 def _pr_facts(pull: PullInfo, job: ReviewJob) -> PrFacts:
     fork = pull.head_repo_full_name is None or pull.head_repo_full_name.lower() != job.pr.full_name.lower()
     return PrFacts(author=pull.user_login, title=pull.title, labels=pull.labels, draft=pull.draft, fork=fork)
-
-
-def _focus(job: ReviewJob) -> Category | None:
-    """The category a ``/backend-review focus=…`` command asked for (validated by events.parse_command)."""
-    option = job.extra.get("option", "")
-    return Category(option.partition("=")[2]) if option.startswith("focus=") else None
 
 
 @dataclass(frozen=True)
@@ -216,7 +211,13 @@ class ReviewJobRunner:
         metrics.phase_since("fetch", fetch_started)
         job, decision = facts.job, facts.decision
         out = AppPublisher(
-            tokens, job, job_id=claimed.id, attempt=claimed.attempt, focused=_focus(job) is not None
+            tokens,
+            job,
+            job_id=claimed.id,
+            attempt=claimed.attempt,
+            focused=job.plan.focus is not None,
+            # a command's permission was for its own head: the live head is planned like a push
+            follow_up=lambda live: push_plan(_pr_facts(live, job)),
         )
         if isinstance(decision, Ignore):
             if decision.react:
@@ -234,8 +235,6 @@ class ReviewJobRunner:
     async def _fetch(self, claimed: ClaimedJob, gh: GitHubClient) -> _Facts | str:
         """Live re-checks with the read token; a string is the reason the job stops here."""
         job = claimed.job
-        decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
-        assert isinstance(decision, Enqueue)
         pull = await gh.get_pull(job.pr)
         if pull.state != "open":
             return "skipped: pull request is not open"
@@ -246,14 +245,16 @@ class ReviewJobRunner:
             # deliveries come in any order and can be lost: the live head gets a job of its own
             # (the worker queues it) unless this App's newest review is already on it
             wanted = pull.head_sha if history.last_head != pull.head_sha else None
-            raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
+            moved = f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}"
+            raise Superseded(moved, live_head=wanted, plan=push_plan(_pr_facts(pull, job)))
         if job.trigger == "synchronize" and history.last_head == head_sha and history.last_job != claimed.id:
             return "skipped: this head was already reviewed"
         if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
             return "skipped: the command comment was deleted"
         config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
-        decision = dataclasses.replace(decision, facts=_pr_facts(pull, job))
-        decision = apply_repo_config(decision, config)
+        # the receiver's plan, re-checked: facts from the live PR, then the config and the permission
+        planned = Enqueue.planned(job).with_plan(dataclasses.replace(job.plan, facts=_pr_facts(pull, job)))
+        decision: Enqueue | Ignore | AwaitMaintainer = apply_repo_config(planned, config)
         if isinstance(decision, Enqueue) and decision.needs_permission_check:
             permission = await gh.get_permission(job.pr, decision.needs_permission_check)
             decision = authorize(decision, permission)
@@ -321,11 +322,7 @@ class ReviewJobRunner:
             metrics.model_usage(installation, agent.usage)
         try:
             with metrics.phase("publish"):
-                # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post
-                # beside the worker that took the job over
-                if deps.lease_check is not None and not await deps.lease_check(claimed):
-                    raise Superseded("the job's lease was taken over by another worker")
-                done = await out.publish(outcome)
+                done = await self._publish(claimed, out, outcome)
         except Superseded:
             raise  # publish closed the check run as superseded itself (a lost lease: the new owner's)
         except BaseException as exc:
@@ -341,6 +338,13 @@ class ReviewJobRunner:
             conclusion=outcome.conclusion,
         )
         return f"posted review {done.review_id} with {len(draft.comments)} inline comments"
+
+    async def _publish(self, claimed: ClaimedJob, out: AppPublisher, outcome: ReviewOutcome) -> Published:
+        # W-04: a worker that lost its lease (its loop was blocked past the lease) must not post beside
+        # the worker that took the job over
+        if self.deps.lease_check is not None and not await self.deps.lease_check(claimed):
+            raise Superseded("the job's lease was taken over by another worker")
+        return await out.publish(outcome)
 
     async def _review_core(
         self, tokens: JobTokens, facts: _Facts, notes: list[str], provider: Provider | None
@@ -361,9 +365,8 @@ class ReviewJobRunner:
             and last is not None
             and last != job.head_sha
         )
-        focus = _focus(job)
         inputs = ReviewInputs(
-            focus=config.focus if focus is None else (focus,),
+            focus=config.focus if job.plan.focus is None else (job.plan.focus,),
             max_diff_bytes=deps.limits.max_diff_bytes,
             title=pull.title,
             body=pull.body,

@@ -9,15 +9,16 @@ completed here or closed by the job on the way out), reactions on a command, rep
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import metrics
 from bot.errors import Superseded
 from bot.events import RERUN_ACTION
 from bot.formats import check_annotations
-from bot.github import CheckAction, GitHubClient, Reaction
+from bot.github import CheckAction, GitHubClient, PullInfo, Reaction
 from bot.log import get_logger
-from bot.models import PullRequestRef, ReviewJob
+from bot.models import JobPlan, PullRequestRef, ReviewJob
 from bot.pipeline import ReviewOutcome
 from bot.publish.base import CHECK_NAME, Published
 from bot.publish.body import marked
@@ -58,13 +59,21 @@ class AppPublisher:
     """What one claimed job writes. ``job`` carries the head the job reviews once it is pinned."""
 
     def __init__(
-        self, tokens: JobTokens, job: ReviewJob, *, job_id: str, attempt: int = 1, focused: bool = False
+        self,
+        tokens: JobTokens,
+        job: ReviewJob,
+        *,
+        job_id: str,
+        attempt: int = 1,
+        focused: bool = False,
+        follow_up: Callable[[PullInfo], JobPlan] | None = None,
     ) -> None:
         self.tokens = tokens
         self.job = job
         self.job_id = job_id
         self.attempt = attempt
         self.focused = focused  # a focused review cannot tell that an earlier finding went away
+        self.follow_up = follow_up  # the plan of the job for a head that moved on before publishing
         self.check: CheckRun | None = None
 
     async def react(self, reaction: Reaction) -> None:
@@ -134,7 +143,11 @@ class AppPublisher:
                 plain_text(f"Superseded by {live.head_sha[:7]}"),
                 compose("The head moved to {} before this review was posted.", code_span(live.head_sha)),
             )
-            raise Superseded(f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha)
+            raise Superseded(
+                f"head moved to {live.head_sha[:7]} during the review",
+                live_head=live.head_sha,
+                plan=self.follow_up(live) if self.follow_up is not None else None,
+            )
         done = Published(check_id=check.id)
         if draft.comments or draft.file_comments or draft.findings or job.trigger in _ALWAYS_REVIEWED:
             # W-04: the job's own marker lets a retry see that its review went out before a later step
