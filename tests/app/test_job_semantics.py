@@ -12,7 +12,7 @@ import pytest
 from bot.errors import Superseded
 from bot.jobs import ReviewJobRunner, job_marker
 from bot.queue.base import ClaimedJob, EnqueueOutcome, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import Worker, WorkerConfig
 from tests.app.conftest import AppWorld, model_provider
 from tests.support.fake_github import FakeReview
