@@ -153,7 +153,7 @@ def test_sqlite_ledger_shares_the_queue_file_and_its_writer(tmp_path: Path) -> N
             await store.close()
 
     asyncio.run(main())
-    assert sorted(p.name for p in tmp_path.iterdir() if "ledger" in p.name) == []
+    assert not [p.name for p in tmp_path.iterdir() if "ledger" in p.name]  # no file of its own
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT installation, tokens FROM token_usage").fetchall() == [(3, 42)]
 
@@ -312,11 +312,15 @@ def test_postgres_refuses_a_database_of_a_newer_release(pg_schema: str, tmp_path
         try:
             with pytest.raises(SchemaTooNewError, match="version 99"):
                 await touch(store)
+            assert pg_objects(pg_schema) == before and pg_versions(pg_schema) == [1, 99]
+            pg_query(pg_schema, "DELETE FROM schema_migrations WHERE version = 99 RETURNING 1")
+            # the refusal sticks: every later call does not reconnect to ask again
+            with pytest.raises(SchemaTooNewError, match="version 99"):
+                await store.ledger.spent(7)
         finally:
             await store.close()
 
     asyncio.run(main())
-    assert pg_objects(pg_schema) == before and pg_versions(pg_schema) == [1, 99]
 
 
 @pytest.mark.postgres

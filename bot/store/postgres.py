@@ -16,7 +16,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from bot.store.migrations import POSTGRES, SCHEMA_MIGRATIONS, Migration, pending
+from bot.store.migrations import POSTGRES, SCHEMA_MIGRATIONS, Migration, SchemaTooNewError, pending
 
 ADVISORY_LOCK = 0x6272_636C_6169_6D  # "brclaim": the global claim lock's key, also held while migrating
 
@@ -76,6 +76,7 @@ class PgPool:
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self._refused: SchemaTooNewError | None = None
 
     async def get(self) -> AsyncConnectionPool:
         if self._pool is not None:
@@ -84,6 +85,8 @@ class PgPool:
             if self._pool is None:
                 if self._closed:
                     raise RuntimeError("store is closed")
+                if self._refused is not None:  # a newer database stays newer: no reconnecting per call
+                    raise SchemaTooNewError(self._refused.recorded, self._refused.known)
                 # autocommit: a lone statement (br_enqueue, reads) is its own transaction, one round trip.
                 kwargs: dict[str, Any] = {"autocommit": True}
                 if self._schema is not None:
@@ -95,8 +98,10 @@ class PgPool:
                 try:
                     async with pool.connection() as conn:
                         await migrate(conn, self._migrations)
-                except BaseException:
+                except BaseException as exc:
                     await pool.close()
+                    if isinstance(exc, SchemaTooNewError):
+                        self._refused = exc
                     raise
                 self._pool = pool
         return self._pool
