@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 import urllib.parse
 import uuid
@@ -184,6 +185,27 @@ def test_sqlite_legacy_ledger_file_is_imported_once_and_renamed(tmp_path: Path) 
     assert asyncio.run(main()) == (540, False, 0)  # not imported twice
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT tokens FROM token_usage WHERE installation = 8").fetchone() == (9,)
+
+
+def test_sqlite_legacy_ledger_is_imported_once_by_processes_starting_together(tmp_path: Path) -> None:
+    legacy = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(legacy) as conn:
+        conn.executescript((FIXTURES / "sqlite_ledger_v1.sql").read_text())
+        conn.execute("INSERT INTO token_usage VALUES (7, ?, 500, 0)", (utc_day(),))
+    db = tmp_path / "queue.sqlite3"
+    start = threading.Barrier(4)
+
+    def process() -> None:  # serve's receiver and its workers each open a store at start-up
+        start.wait()
+        sqlite_store.import_legacy_ledger(db, tmp_path)
+
+    threads = [threading.Thread(target=process) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT tokens FROM token_usage WHERE installation = 7").fetchone() == (500,)
 
 
 # -- Postgres -------------------------------------------------------------------------------------
