@@ -54,10 +54,10 @@ from bot.diff import budget_prompt, parse_diff
 from bot.formats import to_json, to_markdown, to_sarif
 from bot.github import GitHubApp
 from bot.jobs import JobDeps, ReviewJobRunner
-from bot.log import SECRETS
 from bot.models import PullRequestRef, ReviewJob
 from bot.pipeline import ReviewInputs, head_reader, review_workspace
 from bot.queue.base import ClaimedJob
+from bot.redact import SECRETS
 from bot.repocache import RepoCache
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules

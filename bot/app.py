@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot import metrics
 from bot.checkout import check_git_version, git_env
-from bot.errors import ConfigError, UsageError
+from bot.errors import UsageError
 from bot.ledger import TokenLedger
 from bot.log import configure, get_logger
 from bot.queue import ReviewQueue
@@ -35,16 +35,10 @@ log = get_logger("bot.app")
 
 def provider_factory(settings: Settings) -> Provider | None:
     """A fresh provider per job (its HTTP client is closed when the job ends), or None when offline."""
-    if not settings.model:
-        return None
-    from bot.agent.providers import ModelSpec, make_provider
+    from bot.model_choice import resolve
 
-    spec = ModelSpec.parse(settings.model)
-    key = settings.model_api_key.get() if settings.model_api_key else ""
-    base_url = settings.model_base_url or spec.base_url
-    if not key and spec.provider == "anthropic":
-        raise ConfigError("BACKEND_REVIEW_MODEL is an Anthropic model but no API key is set")
-    return make_provider(spec, api_key=key or "not-needed", base_url=base_url)
+    choice = resolve(settings)
+    return choice.provider() if choice else None
 
 
 @dataclass
@@ -81,13 +75,9 @@ async def runtime(settings: Settings, *, workers: int) -> AsyncIterator[Runtime]
 
 def _check_model(settings: Settings) -> None:
     """Fail at start-up, not in the first job, on a bad model setting (without opening a client)."""
-    if not settings.model:
-        return
-    from bot.agent.providers import ModelSpec
+    from bot.model_choice import resolve
 
-    spec = ModelSpec.parse(settings.model)
-    if spec.provider == "anthropic" and settings.model_api_key is None:
-        raise ConfigError("BACKEND_REVIEW_MODEL is an Anthropic model but no API key is set")
+    resolve(settings)
 
 
 def _build_worker(settings: Settings, queue: ReviewQueue, ledger: TokenLedger, workers: int) -> Worker:

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import BudgetExceeded, WorkspaceError
-from bot.log import SECRETS, get_logger
+from bot.log import get_logger
 from bot.process import child_env, kill_group, reap
-from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
+from bot.redact import PLACEHOLDER, SECRETS, SecretSet, redact_patterns
 
 if TYPE_CHECKING:
     from bot.repocache import RepoCache
@@ -169,12 +169,13 @@ def _credential_values(extra_env: Mapping[str, str]) -> list[str]:
     return [v for v in out if len(v) >= 8]
 
 
-def _scrub(text: str, extra_env: Mapping[str, str]) -> str:
+def _scrub(text: str, extra_env: Mapping[str, str], secrets: SecretSet) -> str:
+    """git's error output without the credentials of this call (``extra_env``) nor ``secrets``."""
     local = SecretSet(_credential_values(extra_env))
     for value in sorted(_credential_values(extra_env), key=len, reverse=True):
         text = text.replace(value, PLACEHOLDER)
-    text = redact_patterns(SECRETS.scrub(local.scrub(text)))
-    if local.find(text) or SECRETS.find(text):
+    text = redact_patterns(secrets.scrub(local.scrub(text)))
+    if local.find(text) or secrets.find(text):
         return "[git output withheld: it contained a secret]"
     return text
 
@@ -215,7 +216,7 @@ async def _exec_git(
         await asyncio.shield(reap(proc))
         raise
     rc = proc.returncode if proc.returncode is not None else -1
-    return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra)
+    return rc, out, _scrub(err.decode("utf-8", "replace")[-_STDERR_TAIL:].strip(), extra, SECRETS)
 
 
 def _verb(args: Sequence[str]) -> str:
@@ -685,10 +686,17 @@ async def workspace(
 
 
 async def fetch_history(
-    git_dir: Path, source: GitSource, head_sha: str, base_sha: str | None, depth: int, *, fresh: bool = False
+    git_dir: Path,
+    source: GitSource,
+    head_sha: str,
+    base_sha: str | None,
+    depth: int = _DEFAULT_DEPTH,
+    *,
+    fresh: bool = False,
 ) -> str | None:
-    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks, by SHA and shallow,
-    deepening fourfold until their merge base is found (returned) or the history is complete."""
+    """Fetch the commits of ``head_sha`` and ``base_sha`` that ``git_dir`` lacks (both when ``fresh``),
+    by SHA and shallow, deepening fourfold until their merge base is found (returned) or the history
+    is complete. The one implementation: workspaces, the repository cache and ``ci`` use it."""
     wanted = [head_sha] + ([base_sha] if base_sha and base_sha != head_sha else [])
     missing = wanted if fresh else await _missing_commits(git_dir, wanted)
     if missing:
@@ -705,6 +713,20 @@ async def fetch_history(
             await _fetch(git_dir, source, wanted, current)
         found_base = await _merge_base_in(git_dir, head_sha, base_sha)
     return found_base
+
+
+async def history_ready(git_dir: Path, head_sha: str, base_sha: str) -> bool:
+    """Whether ``git_dir`` holds both commits and their merge base, or (a complete history, as
+    ``fetch-depth: 0`` leaves) no fetch could find one: then :func:`fetch_history` has nothing to do."""
+    if await _missing_commits(git_dir, [head_sha, base_sha]):
+        return False
+    return await _merge_base_in(git_dir, head_sha, base_sha) is not None or not await _is_shallow(git_dir)
+
+
+async def git_dir_of(repo: Path) -> Path:
+    """The git directory of a local repository: its ``.git`` (wherever a gitfile points), or itself."""
+    out = await run_git([*_local(repo), "rev-parse", "--absolute-git-dir"], cwd=repo, timeout=30)
+    return Path(out.decode().strip())
 
 
 async def _missing_commits(git_dir: Path, shas: list[str]) -> list[str]:
@@ -865,7 +887,10 @@ __all__ = [
     "Workspace",
     "check_git_version",
     "default_branch",
+    "fetch_history",
+    "git_dir_of",
     "git_env",
+    "history_ready",
     "merge_base",
     "remove_tree",
     "resolve_ref",

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from githubkit import GitHub, TokenAuthStrategy
 
 from bot import __version__
-from bot.checkout import GitSource, run_git
+from bot.checkout import GitSource, fetch_history, git_dir_of, history_ready
 from bot.config import CONFIG_PATH
 from bot.errors import ConfigError, GitHubUnavailable, UsageError, WorkspaceError
 from bot.events import PayloadError, parse_command, parse_payload, permission_allows
@@ -39,12 +39,13 @@ from bot.formats import check_annotations
 from bot.github import GitHubClient, GitHubError, GitHubForbidden, clone_url
 from bot.jobs import CHECK_NAME
 from bot.local import exit_code, render, review_repository
-from bot.log import SECRETS
-from bot.model_choice import api_key_for, model_spec
+from bot.model_choice import MissingModelKey, resolve
 from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
+from bot.redact import SECRETS
 from bot.review import parse_markers
 from bot.sanitize import plain_text, truncate
+from bot.settings import model_settings
 from bot.workflow_commands import annotation, escape_data, fenced
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's webhook payload cap
@@ -52,8 +53,6 @@ MAX_SUMMARY_BYTES = 1024 * 1024  # the runner rejects a larger step summary
 MAX_LOG_ANNOTATIONS = 50  # the runner shows at most 10 errors/10 warnings per step anyway
 CI_BOT_LOGIN = "github-actions[bot]"
 MODEL_SKIPPED = "model skipped: no API key (fork PR?)"
-FETCH_DEPTH = 50
-_MAX_DEPTH = 20_000
 _REVIEW_TRIGGERS = frozenset({"opened", "reopened", "ready_for_review", "command"})
 _LOG_LEVEL = {
     Severity.CRITICAL: "error",
@@ -181,55 +180,19 @@ def _event_pr_number(env: Mapping[str, str], payload: Mapping[str, Any]) -> tupl
 # ------------------------------------------------------------------------------------------ git
 
 
-async def _has_commit(repo: Path, sha: str) -> bool:
-    try:
-        await run_git(["cat-file", "-e", f"{sha}^{{commit}}"], cwd=repo, timeout=30)
-    except WorkspaceError:
-        return False
-    return True
-
-
-async def _merge_base_found(repo: Path, head: str, base: str) -> bool:
-    try:
-        await run_git(["merge-base", head, base], cwd=repo, timeout=60)
-    except WorkspaceError:
-        return False
-    return True
-
-
-async def _is_shallow(repo: Path) -> bool:
-    out = await run_git(["rev-parse", "--is-shallow-repository"], cwd=repo, timeout=30)
-    return out.strip() == b"true"
-
-
 async def ensure_commits(repo: Path, source: GitSource | None, head: str, base: str) -> None:
     """Fetch head and base into the Actions checkout when it lacks them (``actions/checkout`` fetches
     one merge commit by default), deepening until their merge base is there. The token travels in the
     fetch's environment only (``persist-credentials: false`` leaves none in ``.git/config``)."""
-    missing = [sha for sha in (head, base) if not await _has_commit(repo, sha)]
-    if not missing and (await _merge_base_found(repo, head, base) or not await _is_shallow(repo)):
+    git_dir = await git_dir_of(repo)
+    if await history_ready(git_dir, head, base):
         return
     if source is None:
         raise UsageError(
             "the checkout lacks the pull request's commits and there is no $GITHUB_TOKEN to fetch them; "
             "use actions/checkout with fetch-depth: 0"
         )
-    config, env = source.fetch_config()
-
-    async def fetch(depth_args: list[str]) -> None:
-        await run_git(
-            [*config, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head",
-             *depth_args, "--", source.url, head, base],
-            cwd=repo,
-            extra_env=env,
-            timeout=300,
-        )  # fmt: skip
-
-    depth = FETCH_DEPTH
-    await fetch([f"--depth={depth}"])
-    while not await _merge_base_found(repo, head, base) and await _is_shallow(repo):
-        depth *= 4
-        await fetch(["--unshallow"] if depth > _MAX_DEPTH else [f"--depth={depth}"])
+    await fetch_history(git_dir, source, head, base, fresh=True)
 
 
 # ------------------------------------------------------------------------------------------ publish
@@ -316,16 +279,12 @@ def write_summary(env: Mapping[str, str], draft: ReviewDraft) -> bool:
 def _model_choice(args: argparse.Namespace, env: Mapping[str, str], say: TextIO) -> str | None:
     """``--model`` as given, or ``"none"`` when the model has no key (a fork PR gets no secrets)."""
     try:
-        spec = model_spec(args.model, env)
-    except ValueError as exc:
-        raise ConfigError(f"--model: {exc}") from None
-    if spec is None:
-        say.write("backend-review: no model configured: offline checks only\n")
-        return "none"
-    try:
-        api_key_for(spec, env, env.get("BACKEND_REVIEW_MODEL_BASE_URL") or spec.base_url)
-    except ConfigError:
+        choice = resolve(model_settings(env, args.model))
+    except MissingModelKey:
         say.write(f"backend-review: {MODEL_SKIPPED}; running the offline checks only\n")
+        return "none"
+    if choice is None:
+        say.write("backend-review: no model configured: offline checks only\n")
         return "none"
     return str(args.model) if args.model is not None else None
 

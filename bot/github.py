@@ -46,9 +46,10 @@ from bot import metrics
 from bot.backoff import parse_retry_after
 from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.formats import Annotation
-from bot.log import SECRETS, get_logger
+from bot.log import get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
 from bot.outdated import PostedThread, ReviewScope, threads_to_resolve
+from bot.redact import SECRETS, SecretSet
 from bot.review import parse_markers
 from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text, truncate
 
@@ -772,10 +773,12 @@ class GitHubApp:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         write_interval: float = 1.0,
+        secrets: SecretSet = SECRETS,  # the key and every token minted are registered here while live
     ) -> None:
         if app_id is None and client_id is None:
             raise ValueError("app_id or client_id is required")
-        SECRETS.add(private_key)
+        self._secrets = secrets
+        secrets.add(private_key)
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._transport = transport
         self._timeout = timeout
@@ -834,7 +837,7 @@ class GitHubApp:
         except GitHubException as e:
             raise map_error(e, "mint installation token") from None
         token = str(resp.json()["token"])
-        SECRETS.add(token)
+        self._secrets.add(token)
         log.info("installation token minted", installation=bound.installation_id, write=write)
         return token
 
@@ -881,7 +884,7 @@ class GitHubApp:
             log.warning("installation token revoke failed", error=str(map_error(e, "revoke token")))
         else:
             # revoked, so no longer a secret worth matching; keeps a long-running worker's set small
-            SECRETS.discard(token)
+            self._secrets.discard(token)
             log.info("installation token revoked")
 
 

@@ -1,7 +1,7 @@
 """Structured logging: one JSON object per line on stderr, bound to the current job (K-06).
 
 ``bind(delivery=…, job=…, pr="o/r#7@abc1234")`` adds fields to every line logged inside it, across
-``await`` points (contextvars). Every line passes through the process :data:`SECRETS` set and the
+``await`` points (contextvars). Every line passes through the process :data:`bot.redact.SECRETS` set and the
 credential patterns before it is written; prompts and tool output are never logged.
 """
 
@@ -16,10 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bot.redact import SecretSet, may_match_pattern, redact_patterns
-
-SECRETS = SecretSet()
-"""Every secret this process holds; settings and token minting register theirs here."""
+from bot.redact import SECRETS, may_match_pattern, redact_patterns
 
 _EMPTY: dict[str, Any] = {}
 _bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
@@ -140,4 +137,4 @@ def silence() -> None:
     logger.propagate = False
 
 
-__all__ = ["SECRETS", "JsonFormatter", "Logger", "bind", "configure", "get_logger", "silence"]
+__all__ = ["JsonFormatter", "Logger", "bind", "configure", "get_logger", "silence"]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from bot.errors import ConfigError, UsageError
-from bot.log import SECRETS
+from bot.redact import SECRETS
 
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 

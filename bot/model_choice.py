@@ -1,41 +1,62 @@
-"""Which model a review uses: from ``--model``, or the environment, or none (offline checks only)."""
+"""Which model a review uses, with which key and endpoint: the one resolution, from :class:`Settings`.
+
+The App's workers build their Settings from the environment (``Settings.from_env``); ``review``,
+``demo`` and ``ci`` build only the model part (``settings.model_settings``, ``--model`` first). Both
+come here, so a key is found, required or skipped by the same rules everywhere.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bot.agent.providers import ModelSpec, Provider, make_provider
 from bot.errors import ConfigError
-from bot.log import SECRETS
+from bot.redact import SECRETS
+from bot.settings import MODEL_KEY_VARS, PREFIX, Settings, model_settings
 
-OFF = frozenset({"", "none", "off", "offline"})
-_KEY_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 # Local OpenAI-compatible servers (Ollama, vLLM, llama.cpp) accept any key; the SDK insists on one.
 _LOCAL_SERVER_KEY = "not-needed"
 
 
-def model_spec(arg: str | None, environ: Mapping[str, str]) -> ModelSpec | None:
-    text = (arg if arg is not None else environ.get("BACKEND_REVIEW_MODEL", "")).strip()
-    return None if text.lower() in OFF else ModelSpec.parse(text)
+class MissingModelKey(ConfigError):
+    """A model is configured but its key is not (e.g. a fork pull request, which gets no secrets)."""
 
 
-def api_key_for(spec: ModelSpec, environ: Mapping[str, str], base_url: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    spec: ModelSpec
+    api_key: str  # "" for scripted turns
+    base_url: str | None  # the operator's setting over the spec's ``@URL``
+
+    def provider(self) -> Provider:
+        """A fresh provider (its HTTP client is closed by whoever ran the review)."""
+        return make_provider(self.spec, api_key=self.api_key, base_url=self.base_url)
+
+
+def resolve(settings: Settings) -> ModelChoice | None:
+    """The model of ``settings``, or None for the offline checks only. Opens no client.
+
+    Raises :class:`ConfigError` for a malformed model and :class:`MissingModelKey` when it needs a key
+    that is not set: a hosted model always does, an OpenAI-compatible server at a base URL does not.
+    """
+    if not settings.model:
+        return None
+    spec = ModelSpec.parse(settings.model)
+    base_url = settings.model_base_url or spec.base_url
     if spec.provider == "scripted":
-        return ""
-    var = _KEY_VARS[spec.provider]
-    key = environ.get("BACKEND_REVIEW_MODEL_API_KEY") or environ.get(var) or ""
+        return ModelChoice(spec, "", base_url)
+    key = settings.model_api_key.get() if settings.model_api_key else ""
     if key:
         SECRETS.add(key)
-        return key
+        return ModelChoice(spec, key, base_url)
     if spec.provider == "openai" and base_url:
-        return _LOCAL_SERVER_KEY
-    raise ConfigError(f"model {spec} needs an API key: set {var} (or BACKEND_REVIEW_MODEL_API_KEY)")
+        return ModelChoice(spec, _LOCAL_SERVER_KEY, base_url)
+    var = MODEL_KEY_VARS[spec.provider]
+    raise MissingModelKey(f"model {spec} needs an API key: set {var} (or {PREFIX}MODEL_API_KEY)")
 
 
 def provider_from_env(arg: str | None, environ: Mapping[str, str]) -> Provider | None:
     """The provider for ``--model`` (or ``$BACKEND_REVIEW_MODEL``), or None for offline checks only."""
-    spec = model_spec(arg, environ)
-    if spec is None:
-        return None
-    base_url = environ.get("BACKEND_REVIEW_MODEL_BASE_URL") or spec.base_url
-    return make_provider(spec, api_key=api_key_for(spec, environ, base_url), base_url=base_url)
+    choice = resolve(model_settings(environ, arg))
+    return choice.provider() if choice else None

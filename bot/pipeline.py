@@ -6,8 +6,6 @@ configured) → review assembly. Publishing is the caller's job: this stage has 
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,9 +22,11 @@ from bot.basetree import read_base_context
 from bot.checkout import Workspace
 from bot.diff import PathFilters, budget_prompt, mark_generated, parse_diff
 from bot.errors import BudgetExceeded
-from bot.log import SECRETS, get_logger
+from bot.jail import MAX_HEAD_FILE_BYTES, head_file_size, read_head_file
+from bot.log import get_logger
 from bot.models import AgentResult, Category, Changeset, FileStatus, Finding, ReviewDraft, Severity
 from bot.outdated import ReviewScope
+from bot.redact import SECRETS
 from bot.review import ReviewContext, build_review
 from bot.rules import FileTexts, language_of, run_rules
 from bot.rules.repo_rules import load_rules, run_repo_rules
@@ -34,7 +34,6 @@ from bot.rules.syntax import GRAMMARS, MAX_PARSE_BYTES
 
 log = get_logger(__name__)
 
-MAX_HEAD_FILE_BYTES = 2_000_000
 Progress = Callable[[str], None]
 
 
@@ -97,29 +96,8 @@ def head_prefix_reader(root: Path, limit: int = 8192) -> Callable[[str], Sequenc
 
 
 def _read_jailed(root: Path, path: str, limit: int | None = None) -> Sequence[str] | None:
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\\" in path or "\0" in path:
-        return None
-    if any(p in ("", ".", "..", ".git") for p in parts):
-        return None
-    current = root
-    for part in parts:
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            return None
-    if not stat.S_ISREG(st.st_mode) or (limit is None and st.st_size > MAX_HEAD_FILE_BYTES):
-        return None
-    try:
-        fd = os.open(current, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(limit or MAX_HEAD_FILE_BYTES + 1)
-    if b"\0" in data[:8192]:
+    data = read_head_file(root, path, limit)
+    if data is None or b"\0" in data[:8192]:
         return None
     # "\n" only, as git splits a diff: splitlines() also breaks at \f, \x85 and U+2028, which shifts
     # every later line away from the diff's numbering (and drops findings on those lines)
@@ -284,11 +262,8 @@ def _skip_oversized(changeset: Changeset, root: Path) -> Changeset:
     files = []
     for f in changeset.files:
         if f.reviewable and f.status != FileStatus.DELETED:
-            try:
-                too_big = os.lstat(root / f.path).st_size > MAX_HEAD_FILE_BYTES
-            except (OSError, ValueError):
-                too_big = False
-            if too_big:
+            size = head_file_size(root, f.path)
+            if size is not None and size > MAX_HEAD_FILE_BYTES:
                 f = replace(f, skip_reason=cap)
         files.append(f)
     return replace(changeset, files=tuple(files))

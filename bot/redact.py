@@ -162,4 +162,9 @@ class SecretSet:
         return redact_patterns(text)
 
 
-__all__ = ["MIN_FRAGMENT", "PLACEHOLDER", "SecretSet", "may_match_pattern", "redact_patterns"]
+SECRETS = SecretSet()
+"""Every secret this process holds: settings, token minting and the manifest flow register theirs here;
+the log, git's error output, the agent's tools and review text are checked against it."""
+
+
+__all__ = ["MIN_FRAGMENT", "PLACEHOLDER", "SECRETS", "SecretSet", "may_match_pattern", "redact_patterns"]

@@ -2,7 +2,7 @@
 
 :data:`SETTINGS_DOC` is the single source of truth for names, defaults and descriptions: the parser
 reads its defaults from it and the README table is generated from it. Secret values are wrapped in
-:class:`Secret` (never shown by ``repr``/``str``) and registered into :data:`bot.log.SECRETS` on load.
+:class:`Secret` (never shown by ``repr``/``str``) and registered into :data:`bot.redact.SECRETS` on load.
 Operator settings only: nothing here can be set by a repository or a comment (P-05, C-04).
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from bot import log
 from bot.errors import ConfigError
+from bot.redact import SECRETS
 
 PREFIX = "BACKEND_REVIEW_"
 MIN_WEBHOOK_SECRET_BYTES = 32
@@ -308,14 +308,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
             )
     api_url = _url(env, "GITHUB_API_URL")
     git_url = _url(env, "GIT_BASE_URL") if _raw(env, "GIT_BASE_URL") else derive_git_base_url(api_url)
-    model = _raw(env, "MODEL")
-    if model.lower() in ("none", "off", "offline"):
-        model = ""
+    model, model_base_url, model_key = _model_fields(env, None)
     if model and (":" not in model or not model.partition(":")[2]):
         raise ConfigError(f"{PREFIX}MODEL must look like provider:model, e.g. anthropic:claude-sonnet-4-6")
-    provider = model.partition(":")[0]
-    fallback = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}.get(provider)
-    model_key = _secret(env, PREFIX + "MODEL_API_KEY") or (_secret(env, fallback) if fallback else None)
     data_dir = Path(_raw(env, "DATA_DIR"))
     database_url = _raw(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'queue.sqlite3'}"
     if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
@@ -332,7 +327,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         github_api_url=api_url,
         git_base_url=git_url,
         model=model,
-        model_base_url=_url(env, "MODEL_BASE_URL") if _raw(env, "MODEL_BASE_URL") else None,
+        model_base_url=model_base_url,
         model_api_key=model_key,
         data_dir=data_dir,
         repo_cache_bytes=_int(env, "REPO_CACHE_BYTES", 0),
@@ -362,8 +357,29 @@ def _parse(env: Mapping[str, str]) -> Settings:
     )
     for secret in (private_key, model_key, *secrets):
         if secret is not None:
-            log.SECRETS.add(secret.get())
+            SECRETS.add(secret.get())
     return settings
+
+
+MODEL_KEY_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}  # per-provider fallbacks
+
+
+def _model_fields(env: Mapping[str, str], model: str | None) -> tuple[str, str | None, Secret | None]:
+    """The model, its base URL and its key: ``model`` (``--model``) or ``$BACKEND_REVIEW_MODEL``."""
+    model = (model if model is not None else _raw(env, "MODEL")).strip()
+    if model.lower() in ("none", "off", "offline"):
+        model = ""
+    fallback = MODEL_KEY_VARS.get(model.partition(":")[0])
+    key = _secret(env, PREFIX + "MODEL_API_KEY") or (_secret(env, fallback) if fallback else None)
+    base_url = _url(env, "MODEL_BASE_URL") if _raw(env, "MODEL_BASE_URL") else None
+    return model, base_url, key
+
+
+def model_settings(env: Mapping[str, str], model: str | None = None) -> Settings:
+    """Only the model settings, for the commands that need no App (``review``, ``demo``, ``ci``):
+    the same variables and key fallbacks as :meth:`Settings.from_env`, ``model`` (``--model``) first."""
+    model, base_url, key = _model_fields(env, model)
+    return Settings(model=model, model_base_url=base_url, model_api_key=key)
 
 
 def settings_table() -> str:
@@ -406,6 +422,7 @@ __all__ = [
     "Settings",
     "app_manifest",
     "derive_git_base_url",
+    "model_settings",
     "replace",
     "settings_table",
 ]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.log import SECRETS
+from bot.redact import SECRETS
 from tests.support.gitrepo import GitRepo, init_repo
 
 FIXTURES = Path(__file__).parent / "fixtures"

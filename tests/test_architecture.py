@@ -31,7 +31,7 @@ IO_LIBRARIES = {
 ADAPTERS = {
     "bot.app", "bot.checkout", "bot.ci", "bot.github", "bot.jobs", "bot.ledger", "bot.local", "bot.log",
     "bot.manifest", "bot.pipeline", "bot.process", "bot.server", "bot.settings", "bot.worker", "bot.queue",
-    "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow", "bot.store",
+    "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow", "bot.jail", "bot.store",
 }  # fmt: skip
 
 
@@ -141,3 +141,78 @@ connect("y.db")
         "AsyncConnectionPool",
     }
     assert connection_openers("import json\njson.loads('1')\n") == set()
+
+
+# -- one jail: bot/jail.py is the only reader of head files ------------------------------------------
+
+_NOT_CHECKOUT = {"definitions.py", "providers.py"}  # read packaged agent files and scripted turns
+# the modules that hold a checkout path (and the pure core, which reads no file at all)
+CHECKOUT_HANDLERS = [
+    "pipeline.py",
+    "local.py",
+    "basetree.py",
+    *(f"agent/{p.name}" for p in sorted((BOT / "agent").glob("*.py")) if p.name not in _NOT_CHECKOUT),
+    *PURE,
+]
+FILE_READS = {"open", "fdopen", "read", "lstat", "stat", "scandir", "listdir", "walk", "fwalk"}
+PATH_READS = {"read_text", "read_bytes", "open", "iterdir", "glob", "rglob", "stat", "lstat", "walk"}
+
+
+def file_reads(source: str) -> set[str]:
+    """Calls that open, read, list or stat a file: ``open(…)``, ``os.<read>(…)``, ``<path>.<read>(…)``."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in FILE_READS:
+            found.add(func.id)
+        elif isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else ""
+            if owner in ("os", "io") and func.attr in FILE_READS:
+                found.add(f"{owner}.{func.attr}")
+            elif owner not in ("os", "io", "re") and func.attr in PATH_READS:
+                found.add(f".{func.attr}")
+    return found
+
+
+@pytest.mark.parametrize("module", CHECKOUT_HANDLERS)
+def test_only_the_jail_reads_head_files(module: str) -> None:
+    assert (BOT / module).exists(), module
+    assert file_reads((BOT / module).read_text()) == set()
+
+
+def test_the_jail_check_can_fail() -> None:
+    source = (
+        "import os\nopen(p)\nos.lstat(p)\npath.read_text()\nos.scandir(fd)\nws.path.stat()\nre.compile(x)\n"
+    )
+    assert file_reads(source) == {"open", "os.lstat", ".read_text", "os.scandir", ".stat"}
+    assert file_reads((BOT / "jail.py").read_text()) >= {"os.open", "os.read", "os.lstat", "os.scandir"}
+
+
+def test_one_token_estimator() -> None:
+    from bot import diff
+    from bot.agent import runner
+
+    defined = [
+        str(p.relative_to(BOT))
+        for p in sorted(BOT.rglob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef) and "estimate" in node.name and "token" in node.name
+    ]
+    assert defined == ["diff.py"]
+    assert runner.estimate_tokens is diff.estimate_tokens  # the agent's per-call budget uses it too
+
+
+def test_the_secret_set_lives_in_redact() -> None:
+    owners, importers = set(), set()
+    for p in sorted(BOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "SECRETS" for t in node.targets
+            ):
+                owners.add(str(p.relative_to(BOT)))
+            if isinstance(node, ast.ImportFrom) and any(a.name == "SECRETS" for a in node.names):
+                importers.add(node.module)
+    assert owners == {"redact.py"}
+    assert importers == {"bot.redact"}  # nobody takes it from bot.log

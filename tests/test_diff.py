@@ -536,8 +536,9 @@ def test_filters_applied_by_parse_diff(git_repo: GitRepo) -> None:
 # --------------------------------------------------------------------------------------------- budget
 
 
-def test_estimate_tokens_is_len_over_3_5_rounded_up() -> None:
-    assert [estimate_tokens("x" * n) for n in (0, 1, 3, 4, 7, 8, 35)] == [0, 1, 1, 2, 2, 3, 10]
+def test_estimate_tokens_is_len_over_3_rounded_up() -> None:
+    # one estimator for the prompt budget and the agent's per-call budget: the pessimistic 3 chars/token
+    assert [estimate_tokens("x" * n) for n in (0, 1, 3, 4, 7, 8, 35)] == [0, 1, 1, 2, 3, 3, 12]
 
 
 def test_format_file_patch_shows_new_line_numbers(git_repo: GitRepo) -> None:
@@ -595,7 +596,7 @@ def test_budget_orders_code_before_tests_config_and_docs(git_repo: GitRepo) -> N
 
 def test_budget_clips_at_line_boundary_and_names_the_rest(git_repo: GitRepo) -> None:
     files: dict[str, str | bytes] = {
-        f"f{i:02}.py": "".join(f"v{i} {j}\n" for j in range(50 + i)) for i in range(10)
+        f"f{i:02}.py": "".join(f"v{i} {j}\n" for j in range(60 + i)) for i in range(10)
     }
     text = change(git_repo, {"k": "k\n"}, files)
     cs = parse_diff(text)

@@ -26,8 +26,8 @@ from bot.github import (
     clone_url,
     git_auth_header,
 )
-from bot.log import SECRETS
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+from bot.redact import SECRETS
 from tests.support.fake_github import FakeGitHub, FakePull, FakeRepo, FakeReviewComment
 from tests.support.gitrepo import GIT_ENV, GitRepo, init_repo
 

@@ -6,7 +6,7 @@ import json
 import logging
 
 from bot import log
-from bot.redact import PLACEHOLDER
+from bot.redact import PLACEHOLDER, SECRETS
 
 SECRET = "s3cr3t-value-for-the-log-test-0123456789"
 
@@ -19,7 +19,7 @@ def _format(**fields: object) -> dict[str, object]:
 
 
 def test_secret_in_any_value_withholds_the_line() -> None:
-    log.SECRETS.add(SECRET)
+    SECRETS.add(SECRET)
     try:
         for fields in (
             {"detail": f"x {SECRET} y"},
@@ -28,7 +28,7 @@ def test_secret_in_any_value_withholds_the_line() -> None:
         ):
             assert _format(**fields)["event"] == "log line withheld: it contained a secret", fields
     finally:
-        log.SECRETS.discard(SECRET)
+        SECRETS.discard(SECRET)
 
 
 def test_credential_patterns_in_values_are_redacted_and_clean_lines_kept() -> None:

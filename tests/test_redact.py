@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from bot.log import SECRETS, bind, configure, get_logger
-from bot.redact import PLACEHOLDER, SecretSet, redact_patterns
+from bot.log import bind, configure, get_logger
+from bot.redact import PLACEHOLDER, SECRETS, SecretSet, redact_patterns
 
 
 @pytest.fixture
@@ -147,3 +147,20 @@ def test_discard_forgets_a_revoked_secret_but_keeps_the_others(canary: str) -> N
     assert len(secrets) == 1
     secrets.clear()
     assert not secrets.find(other) and len(secrets) == 0
+
+
+def test_git_output_is_scrubbed_of_the_set_it_is_given() -> None:
+    from bot.checkout import _scrub
+
+    ours = f"our-secret-{uuid.uuid4().hex}"
+    assert ours not in _scrub(f"fatal: {ours[::-1]} and {ours}", {}, SecretSet([ours]))
+    assert _scrub("fatal: nothing secret here", {}, SecretSet([ours])) == "fatal: nothing secret here"
+
+
+def test_the_app_registers_its_tokens_in_the_set_it_is_given() -> None:
+    from bot.github import GitHubApp
+
+    secrets = SecretSet()
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAcanary0123456789\n-----END RSA PRIVATE KEY-----"
+    GitHubApp(private_key=key, app_id=1, secrets=secrets)
+    assert secrets.find(key) and not SECRETS.find(key)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import log
 from bot.errors import ConfigError
+from bot.redact import SECRETS
 from bot.settings import SETTINGS_DOC, Settings, derive_git_base_url, settings_table
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAcanary0123456789\n-----END RSA PRIVATE KEY-----"
@@ -51,7 +51,7 @@ def test_secrets_hidden_and_registered(tmp_path: Path) -> None:
     assert s.private_key is not None and s.private_key.get() == PEM
     assert s.model_api_key is not None and s.model_api_key.get() == "sk-ant-canary-key-0123456789"
     assert s.webhook_secret_bytes == (secret.encode(), ("previous-" + "p" * 40).encode())
-    assert log.SECRETS.find(f"token={secret}") and log.SECRETS.find("x sk-ant-canary-key-0123456789 y")
+    assert SECRETS.find(f"token={secret}") and SECRETS.find("x sk-ant-canary-key-0123456789 y")
     s.require_serve()
     s.require_app()
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from bot.agent.definitions import READ_ONLY_TOOLS, AgentDefinition
 from bot.agent.prompt import SUBMIT_TOOL, ReviewPromptContext, system_prompt, user_message
 from bot.agent.providers import ModelReply, ModelRequest, Provider, ToolCall, ToolDef, ToolOutput, Turn
+from bot.diff import estimate_tokens
 from bot.errors import ModelUnavailable
 from bot.log import get_logger
 from bot.models import AgentResult, AgentStatus, Category, Finding, Severity, Usage
@@ -185,11 +186,6 @@ def _error_line(prefix: str, err: Any) -> str:
 
 
 # --- the loop ---------------------------------------------------------------------------------------
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately pessimistic estimate (≈3 characters per token for code and JSON)."""
-    return len(text) // 3 + 1
 
 
 _TRIMMED = "[earlier tool output removed to stay within the token budget]"
@@ -453,7 +449,6 @@ __all__ = [
     "ToolResultLike",
     "ToolRunner",
     "ToolSpecLike",
-    "estimate_tokens",
     "parse_submission",
     "run_agent",
 ]

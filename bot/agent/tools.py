@@ -6,10 +6,10 @@ The model is assumed hijacked, so every argument is hostile. Confinement is by c
    and control characters and any ``..`` component get one uniform "invalid path" error before
    the filesystem is touched (S-07). ``.git`` is refused at any depth, in any case (S-12).
 2. **Resolve.** ``os.path.realpath`` of the result must stay under the root (``commonpath``).
-3. **Open beneath the root.** The path is walked one component at a time from a descriptor of the
-   root, with ``O_NOFOLLOW`` at every step: a symlink anywhere, a device, a FIFO or a socket is
-   refused without being opened for reading, and a component swapped between ``lstat`` and
-   ``open`` is detected by comparing inode numbers (S-05, S-06).
+3. **Open beneath the root** (:mod:`bot.jail`, the one reader of head files). The path is walked
+   one component at a time from a descriptor of the root, with ``O_NOFOLLOW`` at every step: a
+   symlink anywhere, a hard link, a device, a FIFO or a socket is refused without being opened for
+   reading, and a component swapped between ``lstat`` and ``open`` is detected (S-05, S-06).
 
 ``rg`` runs with an argv built here (pattern as ``--regexp=…``, paths after ``--``), ``--no-config``,
 a minimal environment and the checkout as working directory (T-02, T-05). Every result is capped
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ToolRefused
-from bot.log import SECRETS
+from bot.jail import Refused, is_plain_file, list_fd, open_beneath, read_fd
 from bot.process import child_env, kill_group, reap
-from bot.redact import SecretSet, redact_patterns
+from bot.redact import SECRETS, SecretSet, redact_patterns
 
 READ_ONLY_TOOLS = ("grep", "view")
 
@@ -261,55 +261,11 @@ class Toolbox:
         self._output_bytes += len(text.encode("utf-8"))
         return ToolResult(text, result.is_error)
 
-    # -- jail -------------------------------------------------------------------------------------
-
     def _open(self, parts: tuple[str, ...]) -> tuple[int, os.stat_result]:
-        """An O_NOFOLLOW descriptor for ``parts`` under the root, opened one component at a time."""
-        real = os.path.realpath(os.path.join(self._root, *parts))
-        if os.path.commonpath([self._root, real]) != self._root:
-            raise ToolRefused("refused: the path leads outside the checkout")
-        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            for i, name in enumerate(parts):
-                shown = _display(parts[: i + 1])
-                try:
-                    before = os.lstat(name, dir_fd=fd)
-                except FileNotFoundError:
-                    raise ToolRefused(f"not found: {shown}") from None
-                except NotADirectoryError:
-                    raise ToolRefused(f"not found: {_display(parts)}") from None
-                mode = before.st_mode
-                if stat.S_ISLNK(mode):
-                    raise ToolRefused(f"refused: {shown} is a symbolic link; links are not followed")
-                if stat.S_ISDIR(mode):
-                    flags = os.O_RDONLY | os.O_DIRECTORY
-                elif stat.S_ISREG(mode) and before.st_nlink > 1:
-                    # git never checks out hard links: one here could alias a file outside the root
-                    raise ToolRefused(f"refused: {shown} is a hard-linked file")
-                elif stat.S_ISREG(mode) and i == len(parts) - 1:
-                    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
-                elif stat.S_ISREG(mode):
-                    raise ToolRefused(f"not found: {_display(parts)}")
-                else:
-                    raise ToolRefused(f"refused: {shown} is not a regular file or directory")
-                try:
-                    nfd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                except OSError:
-                    raise ToolRefused(f"refused: {shown} could not be opened") from None
-                after = os.fstat(nfd)
-                if (after.st_dev, after.st_ino, stat.S_IFMT(after.st_mode)) != (
-                    before.st_dev,
-                    before.st_ino,
-                    stat.S_IFMT(mode),
-                ):
-                    os.close(nfd)
-                    raise ToolRefused(f"refused: {shown} changed while it was being opened")
-                os.close(fd)
-                fd = nfd
-            return fd, os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
+            return open_beneath(self._root, parts)
+        except Refused as exc:
+            raise ToolRefused(str(exc)) from None
 
     # -- view -------------------------------------------------------------------------------------
 
@@ -328,20 +284,13 @@ class Toolbox:
             os.close(fd)
 
     def _listing(self, fd: int, parts: tuple[str, ...]) -> str:
-        lines: list[str] = []
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                if entry.name.lower() == ".git":
-                    continue
-                name = _escape_name(entry.name)
-                if entry.is_symlink():
-                    lines.append(f"{name}@ (symbolic link, not followed)")
-                elif entry.is_dir(follow_symlinks=False):
-                    lines.append(f"{name}/")
-                elif entry.is_file(follow_symlinks=False):
-                    lines.append(name)
-                else:
-                    lines.append(f"{name} (special file)")
+        suffix = {
+            "link": "@ (symbolic link, not followed)",
+            "dir": "/",
+            "file": "",
+            "special": " (special file)",
+        }
+        lines = [_escape_name(name) + suffix[kind] for name, kind in list_fd(fd)]
         lines.sort()
         total = len(lines)
         shown = lines[: self._limits.max_view_lines]
@@ -355,15 +304,7 @@ class Toolbox:
         self, fd: int, st: os.stat_result, parts: tuple[str, ...], start: int | None, end: int | None
     ) -> str:
         limits = self._limits
-        chunks: list[bytes] = []
-        remaining = limits.max_file_bytes + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
+        data = read_fd(fd, limits.max_file_bytes + 1)
         shown_path = _display(parts)
         if b"\0" in data[:_BINARY_SNIFF]:
             return f"{shown_path}: binary file, {st.st_size} bytes"
@@ -460,19 +401,12 @@ class Toolbox:
             path, rest = output[pos:nul].removeprefix("./"), output[nul + 1 : end]
             pos = end + 1
             if path not in verdicts:
-                verdicts[path] = self._plain_file(path)
+                verdicts[path] = is_plain_file(self._root, path)
             if verdicts[path]:
                 lines.append(f"{_escape_name(path)}:{rest}")
             else:
                 withheld += 1
         return lines, withheld
-
-    def _plain_file(self, path: str) -> bool:
-        try:
-            st = os.lstat(os.path.join(self._root, path))
-        except OSError:
-            return False
-        return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
     async def _grep(self, args: Mapping[str, Any]) -> str:
         argv = self.grep_argv(args)

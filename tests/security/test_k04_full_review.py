@@ -23,8 +23,8 @@ from bot import log as bot_log
 from bot.agent.tools import tool_env
 from bot.checkout import git_env
 from bot.local import _Progress, review_repository
-from bot.log import SECRETS
 from bot.pipeline import ReviewOutcome
+from bot.redact import SECRETS
 from tests.security.hostile import Canaries, hostile_repo
 from tests.support.audit import Audit, Sink, recording
 from tests.support.model_server import Call, ModelServer, Reply, Step, Submit
