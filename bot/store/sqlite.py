@@ -21,7 +21,7 @@ def connect(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn, busy_timeout_ms / 1000)
         conn.execute("PRAGMA synchronous = NORMAL")
         # the queue's writer thread checkpoints when idle, off the webhook path
         conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -30,6 +30,21 @@ def connect(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         conn.close()
         raise
     return conn
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a new file to WAL (persistent; a no-op afterwards). SQLite answers "database is locked"
+    at once, without its busy handler, when several connections make that switch together (the
+    receiver and the workers of ``serve`` opening a fresh store), so it is retried here."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def recorded_version(conn: sqlite3.Connection) -> int:
