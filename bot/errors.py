@@ -16,9 +16,15 @@ Every error the package raises on purpose derives from :class:`BackendReviewErro
   - :class:`NotAuthorized` — the sender may not trigger a review.
   - :class:`BudgetExceeded` — a size, token, time or quota gate refused the work.
   - :class:`TokenScopeError` — a token was requested for an installation/repo the job is not bound to.
+  - :class:`UnreadableJob` — a queued job's plan is of a version or shape this release does not read.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # bot.models imports bot.sanitize, which imports this module
+    from bot.models import JobPlan
 
 
 class BackendReviewError(Exception):
@@ -69,11 +75,13 @@ class Superseded(Permanent):
     """The pull request's head moved on; this review is no longer wanted.
 
     ``live_head`` is the head it moved to when that head still wants a job (the worker makes sure
-    one is queued); None when there is nothing newer to review."""
+    one is queued, planned as ``plan``, else as the superseded job); None when there is nothing newer
+    to review."""
 
-    def __init__(self, message: str, live_head: str | None = None) -> None:
+    def __init__(self, message: str, live_head: str | None = None, plan: JobPlan | None = None) -> None:
         super().__init__(message)
         self.live_head = live_head
+        self.plan = plan
 
 
 class NotAuthorized(Permanent):
@@ -86,6 +94,10 @@ class BudgetExceeded(Permanent):
 
 class TokenScopeError(Permanent):
     """A token was requested outside the job's binding (K-05)."""
+
+
+class UnreadableJob(Permanent):
+    """A queued job's plan is of a version or shape this release does not read: only that job fails."""
 
 
 __all__ = [
@@ -101,6 +113,7 @@ __all__ = [
     "Superseded",
     "TokenScopeError",
     "ToolRefused",
+    "UnreadableJob",
     "UsageError",
     "WorkspaceError",
 ]

@@ -8,7 +8,8 @@ The flow for one delivery:
    may still need the live permission of a login (C-01) and the base-branch config (P-04), which the
    worker fetches; it then calls :func:`apply_repo_config` and :func:`authorize` — both pure.
 
-The server enqueues ``Enqueue.to_job()``; the worker rebuilds the decision with :meth:`Enqueue.from_job`.
+The server enqueues ``Enqueue.job``, whose :class:`~bot.models.JobPlan` carries the decision typed;
+the worker takes it back with :meth:`Enqueue.planned` and re-checks only what can change.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import secrets as _random
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 from bot.config import RepoConfig
 from bot.errors import BackendReviewError
-from bot.models import Category, PullRequestRef, ReviewJob, Trigger
+from bot.models import Category, JobPlan, Kind, OnDeny, PrFacts, PullRequestRef, ReviewJob, Trigger
 from bot.sanitize import compose, fixed, inert_plain
 
 
@@ -128,20 +129,6 @@ UNKNOWN_OPTION_REPLY = fixed(
     "`/backend-review focus=<category>` or `/backend-review help`."
 )
 
-Kind = Literal["review", "help", "unknown_option"]
-OnDeny = Literal["ignore", "react", "await_maintainer"]
-
-
-@dataclass(frozen=True, slots=True)
-class PrFacts:
-    """What the repo config's filters look at, as the payload showed it (the worker may refresh it)."""
-
-    author: str
-    title: str = ""
-    labels: tuple[str, ...] = ()
-    draft: bool = False
-    fork: bool = False
-
 
 @dataclass(frozen=True, slots=True)
 class Ignore:
@@ -159,55 +146,41 @@ class AwaitMaintainer:
 
 @dataclass(frozen=True, slots=True)
 class Enqueue:
+    """Queue ``job``; what was decided about it travels in ``job.plan``."""
+
     job: ReviewJob  # ``head_sha`` is "" for commands: the worker pins it at authorisation (C-05)
-    facts: PrFacts
-    kind: Kind = "review"
-    authorize: str | None = None  # the login whose live permission must allow this (C-01)
-    on_deny: OnDeny = "ignore"
-    option: str | None = None  # e.g. "focus=security"
+
+    @classmethod
+    def planned(cls, job: ReviewJob) -> Enqueue:
+        """The worker's entry point: the receiver's decision as it was queued, to be re-checked."""
+        return cls(job)
+
+    @property
+    def plan(self) -> JobPlan:
+        return self.job.plan
+
+    @property
+    def facts(self) -> PrFacts:
+        return self.job.plan.facts
+
+    @property
+    def kind(self) -> Kind:
+        return self.job.plan.kind
+
+    @property
+    def authorize(self) -> str | None:
+        return self.job.plan.authorize
+
+    @property
+    def on_deny(self) -> OnDeny:
+        return self.job.plan.on_deny
 
     @property
     def needs_permission_check(self) -> str | None:
-        return self.authorize
+        return self.job.plan.authorize
 
-    def to_job(self) -> ReviewJob:
-        """The job to queue, carrying this decision in ``extra`` (strings only)."""
-        extra = {
-            "kind": self.kind,
-            "on_deny": self.on_deny,
-            "author": self.facts.author,
-            "title": self.facts.title,
-            "labels": json.dumps(list(self.facts.labels)),
-            "draft": "1" if self.facts.draft else "0",
-            "fork": "1" if self.facts.fork else "0",
-        }
-        if self.authorize is not None:
-            extra["authorize"] = self.authorize
-        if self.option is not None:
-            extra["option"] = self.option
-        return dataclasses.replace(self.job, extra=extra)
-
-    @classmethod
-    def from_job(cls, job: ReviewJob) -> Enqueue:
-        """Inverse of :meth:`to_job` (the worker's entry point)."""
-        x = job.extra
-        kind: Kind = "review"
-        for k in ("review", "help", "unknown_option"):
-            if x.get("kind") == k:
-                kind = k
-        on_deny: OnDeny = "ignore"
-        for d in ("ignore", "react", "await_maintainer"):
-            if x.get("on_deny") == d:
-                on_deny = d
-        labels = json.loads(x.get("labels", "[]"))
-        facts = PrFacts(
-            author=x.get("author", ""),
-            title=x.get("title", ""),
-            labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
-            draft=x.get("draft") == "1",
-            fork=x.get("fork") == "1",
-        )
-        return cls(job, facts, kind, x.get("authorize"), on_deny, x.get("option"))
+    def with_plan(self, plan: JobPlan) -> Enqueue:
+        return Enqueue(dataclasses.replace(self.job, plan=plan))
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,10 +376,18 @@ def _pull_request(
         base_sha=_sha(base_sha, "base sha") if base_sha is not None else None,
         before_sha=_sha(before, "before sha") if before is not None else None,
         sender=_login(sender, "sender login") if sender is not None else None,
+        plan=push_plan(facts),
     )
-    if fork:  # C-06: the worker checks the author's permission; without write, a neutral check
-        return Enqueue(job, facts, authorize=login, on_deny="await_maintainer")
-    return Enqueue(job, facts)
+    return Enqueue(job)
+
+
+def push_plan(facts: PrFacts) -> JobPlan:
+    """What a push asks of the worker (also for the live head a superseded job found, whose delivery
+    may never come): on a fork PR, the author's live permission, else a neutral "awaiting maintainer"
+    check (C-06); on a PR from the repository itself, nothing."""
+    if facts.fork:
+        return JobPlan(facts, authorize=facts.author, on_deny="await_maintainer")
+    return JobPlan(facts)
 
 
 def _issue_comment(
@@ -431,6 +412,8 @@ def _issue_comment(
     if parsed is None:
         return Ignore("not a command")
     kind, option = parsed
+    # parse_command let through only a known category
+    focus = Category(option.removeprefix("focus=")) if option and option.startswith("focus=") else None
     ref = _repo_ref(payload, issue.get("number"), installation_id)
     comment_id = _id(comment.get("id"), "comment id")
     login = _login(user.get("login"), "comment author")
@@ -449,8 +432,9 @@ def _issue_comment(
         full=option == "full",
         comment_id=comment_id,
         sender=login,
+        plan=JobPlan(facts, kind, authorize=login, on_deny="react", focus=focus),
     )
-    return Enqueue(job, facts, kind=kind, authorize=login, on_deny="react", option=option)
+    return Enqueue(job)
 
 
 def _check_run(
@@ -492,8 +476,9 @@ def _check_run(
         delivery_id=delivery_id,
         sender=login,
         check_run_id=_opt_id(run.get("id"), "check run id"),
+        plan=JobPlan(PrFacts(author=""), authorize=login),
     )
-    return Enqueue(job, PrFacts(author=""), authorize=login)
+    return Enqueue(job)
 
 
 def authorize(decision: Decision, permission: str | None) -> Decision:
@@ -504,7 +489,7 @@ def authorize(decision: Decision, permission: str | None) -> Decision:
     if not isinstance(decision, Enqueue) or decision.authorize is None:
         return decision
     if permission_allows(permission):
-        return dataclasses.replace(decision, authorize=None)
+        return decision.with_plan(dataclasses.replace(decision.plan, authorize=None))
     reason = f"{decision.authorize} lacks write permission"
     if decision.on_deny == "await_maintainer":
         return AwaitMaintainer(decision.job, "fork pull request: awaiting a maintainer's /backend-review")
@@ -533,7 +518,7 @@ def apply_repo_config(decision: Decision, config: RepoConfig) -> Decision:
     if any(k.casefold() in title for k in config.ignore_title_keywords):
         return Ignore("title keyword ignored by the repository config")
     if facts.fork and config.forks == "auto" and decision.on_deny == "await_maintainer":
-        return dataclasses.replace(decision, authorize=None)
+        return decision.with_plan(dataclasses.replace(decision.plan, authorize=None))
     return decision
 
 
@@ -547,7 +532,6 @@ __all__ = [
     "Enqueue",
     "Ignore",
     "PayloadError",
-    "PrFacts",
     "Reject",
     "apply_repo_config",
     "authorize",
@@ -555,5 +539,6 @@ __all__ = [
     "parse_command",
     "parse_payload",
     "permission_allows",
+    "push_plan",
     "verify_signature",
 ]

@@ -46,15 +46,15 @@ from bot.events import (
     AwaitMaintainer,
     Enqueue,
     Ignore,
-    PrFacts,
     apply_repo_config,
     authorize,
+    push_plan,
 )
 from bot.formats import check_annotations
 from bot.github import CheckAction, GitHubApp, GitHubClient, GitHubError, PullInfo
 from bot.ledger import TokenLedger
 from bot.log import bind, get_logger
-from bot.models import Category, ReviewJob
+from bot.models import PrFacts, ReviewJob
 from bot.pipeline import ReviewInputs, ReviewOutcome, review_workspace
 from bot.queue.base import ClaimedJob
 from bot.repocache import RepoCache
@@ -266,8 +266,6 @@ class ReviewJobRunner:
     async def _run(self, claimed: ClaimedJob) -> str:
         job = claimed.job
         deps = self.deps
-        decision: Enqueue | Ignore | AwaitMaintainer = Enqueue.from_job(job)
-        assert isinstance(decision, Enqueue)
         fetch_started = metrics.clock()
         async with deps.github.installation_session(job, write=False) as gh:
             pull = await gh.get_pull(job.pr)
@@ -280,7 +278,8 @@ class ReviewJobRunner:
                 # deliveries come in any order and can be lost: the live head gets a job of its own
                 # (the worker queues it) unless this App's newest review is already on it
                 wanted = pull.head_sha if history.last_head != pull.head_sha else None
-                raise Superseded(f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}", live_head=wanted)
+                moved = f"head moved from {head_sha[:7]} to {pull.head_sha[:7]}"
+                raise Superseded(moved, live_head=wanted, plan=push_plan(_facts(pull, job)))
             if (
                 job.trigger == "synchronize"
                 and history.last_head == head_sha
@@ -290,8 +289,9 @@ class ReviewJobRunner:
             if job.comment_id is not None and not await gh.comment_exists(job.pr, job.comment_id):
                 return "skipped: the command comment was deleted"
             config, problems = parse_repo_config(await gh.get_file_text(job.pr, CONFIG_PATH, pull.base_sha))
-            decision = dataclasses.replace(decision, facts=_facts(pull, job))
-            decision = apply_repo_config(decision, config)
+            # the receiver's plan, re-checked: facts from the live PR, then the config and the permission
+            planned = Enqueue.planned(job).with_plan(dataclasses.replace(job.plan, facts=_facts(pull, job)))
+            decision: Enqueue | Ignore | AwaitMaintainer = apply_repo_config(planned, config)
             if isinstance(decision, Enqueue) and decision.needs_permission_check:
                 permission = await gh.get_permission(job.pr, decision.needs_permission_check)
                 decision = authorize(decision, permission)
@@ -419,12 +419,8 @@ class ReviewJobRunner:
             and last is not None
             and last != job.head_sha
         )
-        option = job.extra.get("option", "")
-        focus = config.focus
-        if option.startswith("focus="):  # validated against the category list by events.parse_command
-            focus = (Category(option.partition("=")[2]),)
         inputs = ReviewInputs(
-            focus=focus,
+            focus=config.focus if job.plan.focus is None else (job.plan.focus,),
             max_diff_bytes=deps.limits.max_diff_bytes,
             title=pull.title,
             body=pull.body,
@@ -512,7 +508,9 @@ class ReviewJobRunner:
                     ),
                 )
                 raise Superseded(
-                    f"head moved to {live.head_sha[:7]} during the review", live_head=live.head_sha
+                    f"head moved to {live.head_sha[:7]} during the review",
+                    live_head=live.head_sha,
+                    plan=push_plan(_facts(live, job)),  # a command's permission was for its own head
                 )
             # Quiet by design: a push that brings nothing new gets the check run only.
             wants_review = bool(draft.comments or draft.file_comments or draft.findings)
@@ -531,9 +529,7 @@ class ReviewJobRunner:
                     await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
                 metrics.review_posted(draft.findings)
             # earlier findings this head no longer has: their threads resolved (never raises)
-            await gw.resolve_outdated_threads(
-                job.pr, outcome.scope(focused=job.extra.get("option", "").startswith("focus="))
-            )
+            await gw.resolve_outdated_threads(job.pr, outcome.scope(focused=job.plan.focus is not None))
             await gw.complete_check_run(
                 job.pr,
                 check_id,

@@ -8,9 +8,9 @@ a :class:`ReviewDraft` is what the pure review stage hands to a publisher.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from bot.sanitize import Sanitised, SanitisedText, fixed, plain_text
 
@@ -263,6 +263,37 @@ class PullRequestRef:
 
 
 Trigger = Literal["opened", "reopened", "ready_for_review", "synchronize", "command", "rerequested"]
+Kind = Literal["review", "help", "unknown_option"]
+OnDeny = Literal["ignore", "react", "await_maintainer"]
+
+
+@dataclass(frozen=True, slots=True)
+class PrFacts:
+    """What the repo config's filters look at, as the payload showed it (the worker may refresh it)."""
+
+    author: str
+    title: str = ""
+    labels: tuple[str, ...] = ()
+    draft: bool = False
+    fork: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """What the receiver decided for a job (:func:`bot.events.decide`), carried to the worker as is.
+
+    The worker re-checks only what can change before it runs (PR state and head, the facts, the live
+    permission of ``authorize``); the rest is decided once. Stored as ``"plan": {"v": VERSION, ...}``
+    (:mod:`bot.queue.base`): a change of meaning needs a new version.
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    facts: PrFacts = PrFacts(author="")
+    kind: Kind = "review"
+    authorize: str | None = None  # the login whose live permission must allow this (C-01, C-06)
+    on_deny: OnDeny = "ignore"  # what a denied ``authorize`` gets
+    focus: Category | None = None  # `/backend-review focus=<category>`
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +310,8 @@ class ReviewJob:
     comment_id: int | None = None  # the command comment, for reactions
     sender: str | None = None
     check_run_id: int | None = None
-    extra: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # `full` above stays a job field: the queue widens a pending job with it when a command coalesces
+    plan: JobPlan = JobPlan()
 
     @property
     def pr_key(self) -> str:

@@ -20,7 +20,7 @@ Webhook POSTs take a bare ASGI path (no middleware, routing or request objects: 
 are counted in :mod:`bot.metrics`.
 
 No GitHub or model call happens on the request path: permission checks (C-01) and the base-branch
-config (P-04) are the worker's, carried in ``ReviewJob.extra`` (see :class:`bot.events.Enqueue`).
+config (P-04) are the worker's, asked for by the job's plan (``ReviewJob.plan``, see :mod:`bot.events`).
 
 Below the app (see :func:`uvicorn_config`): the request head (line + headers) is capped in size
 (``max_header_bytes`` → 431) and time (``header_timeout_seconds`` → 408, counted from the connection
@@ -225,7 +225,7 @@ def create_app(
             reason = decision.reason if isinstance(decision, events.Ignore) else type(decision).__name__
             return _Answer(200, {"ignored": reason})
         try:
-            job = decision.to_job()
+            job = decision.job
             # D-03: pushes wait a little so a burst coalesces into the newest head before any work
             delay = settings.debounce_seconds if job.trigger == "synchronize" else 0.0
             enqueue_started = time.perf_counter()

@@ -39,8 +39,9 @@ from typing import Any
 
 from bot import metrics
 from bot.backoff import backoff_delay
-from bot.errors import Permanent, Retryable, Superseded
+from bot.errors import Permanent, Retryable, Superseded, UnreadableJob
 from bot.log import bind, get_logger
+from bot.models import JobPlan
 from bot.queue.base import ClaimedJob, ReviewQueue
 
 JobHandler = Callable[[ClaimedJob], Coroutine[Any, Any, str]]
@@ -158,6 +159,9 @@ class Worker:
                 # Its earlier workers died holding it: running it again would likely kill this one too.
                 await self._dead(claimed, Permanent(f"abandoned by {claimed.attempt - 1} workers"))
                 return
+            if claimed.unreadable is not None:  # a newer release queued it: its plan is never guessed
+                await self._dead(claimed, UnreadableJob(claimed.unreadable))
+                return
             started = time.monotonic()
             task = asyncio.create_task(self._handler(claimed))
             lease_lost = asyncio.Event()
@@ -171,7 +175,7 @@ class Worker:
             except Superseded as exc:
                 log.info("job superseded", reason=str(exc))
                 if exc.live_head:
-                    await self._follow_up(claimed, exc.live_head)
+                    await self._follow_up(claimed, exc.live_head, exc.plan)
                     await self._queue.complete(claimed, f"superseded by {exc.live_head[:7]}")
                 else:
                     await self._queue.complete(claimed, "superseded")
@@ -192,12 +196,14 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
 
-    async def _follow_up(self, claimed: ClaimedJob, live_head: str) -> None:
+    async def _follow_up(self, claimed: ClaimedJob, live_head: str, plan: JobPlan | None = None) -> None:
         """Make sure the head a superseded job found gets a job of its own: its delivery may be lost,
         or it came before an older one (GitHub guarantees no order). Queued before this job completes,
         under a delivery id derived from this job, so a crash in between cannot lose it or double it;
         the queue's rules merge it into a job already pending, running or done for that head, and
-        refuse it if a newer head is known (STALE)."""
+        refuse it if a newer head is known (STALE). It is planned as ``plan`` (the handler's plan for a
+        push of the live head), else as the job it follows: either way a fork PR's follow-up still needs
+        its author's permission or a maintainer (C-06), as the job it follows did."""
         job = claimed.job
         follow = dataclasses.replace(
             job,
@@ -209,7 +215,7 @@ class Worker:
             full=False,
             comment_id=None,
             check_run_id=None,
-            extra={},
+            plan=job.plan if plan is None else plan,
         )
         result = await self._queue.enqueue(follow)
         log.info("live head queued", head=live_head[:7], outcome=result.outcome.value, job_id=result.job_id)

@@ -11,6 +11,8 @@ import pytest
 from bot import events
 from bot.config import RepoConfig
 from bot.events import AwaitMaintainer, Enqueue, Ignore
+from bot.models import Category
+from bot.queue.base import job_from_json, job_to_json
 from tests.conftest import WEBHOOKS
 from tests.support.webhooks import SECRET, command_payload, fixture, sign
 
@@ -312,7 +314,8 @@ def test_c04_not_a_command(body: str) -> None:
 def test_c04_command_options(body: str, kind: str, option: str | None) -> None:
     assert events.parse_command(body) == (kind, option)
     decision = enqueue(decide("issue_comment", command_payload(body)))
-    assert decision.kind == kind and decision.option == option
+    focus = Category(option.removeprefix("focus=")) if option and option.startswith("focus=") else None
+    assert decision.kind == kind and decision.plan.focus == focus
     assert decision.job.full is (option == "full")
     assert decision.authorize == "chhsia0" and decision.on_deny == "react"
 
@@ -335,16 +338,15 @@ def test_closed_pr_comment_ignored() -> None:
     assert isinstance(decide("issue_comment", payload), Ignore)
 
 
-def test_job_roundtrip_through_extra() -> None:
+def test_job_roundtrip_through_the_queue() -> None:
     payload = fixture("pull_request/opened.payload.json")
     payload["pull_request"]["head"]["repo"] = None
     payload["pull_request"]["labels"] = [{"name": "a,b"}, {"name": "wip"}]
     decision = enqueue(decide("pull_request", payload))
-    job = decision.to_job()
-    assert all(isinstance(v, str) for v in job.extra.values())
-    assert events.Enqueue.from_job(job) == decision
+    job = decision.job
+    assert events.Enqueue.planned(job_from_json(job_to_json(job))) == decision
     command = enqueue(decide("issue_comment", command_payload("/backend-review focus=api")))
-    assert events.Enqueue.from_job(command.to_job()) == command
+    assert events.Enqueue.planned(job_from_json(job_to_json(command.job))) == command
 
 
 # --- repo config --------------------------------------------------------------------------------

@@ -98,8 +98,13 @@ def _possible(job: ReviewJob) -> bool:
         and all(_SHA40.fullmatch(s) for s in shas)
         and (job.trigger == "command" or _SHA40.fullmatch(job.head_sha) is not None)
         and all(_NAME.fullmatch(n) and len(n) <= 110 for n in names)
-        and all("\0" not in v and _utf8(v) for v in job.extra.values())
+        and all("\0" not in v and _utf8(v) for v in _plan_texts(job))
     )
+
+
+def _plan_texts(job: ReviewJob) -> list[str]:
+    facts = job.plan.facts
+    return [facts.author, facts.title, *facts.labels, *(v for v in (job.plan.authorize,) if v)]
 
 
 def _utf8(text: str) -> bool:
@@ -267,7 +272,7 @@ def test_w02_free_text_with_surrogates_or_nul_is_queued_scrubbed(queue: Recordin
         response = client.post("/webhook", content=body, headers=headers(body, "pull_request"))
     assert response.status_code == 202, response.text
     (job,) = queue.jobs.values()
-    assert job.extra["title"] == "fix ? and  bytes" and json.loads(job.extra["labels"]) == ["bug?"]
+    assert job.plan.facts.title == "fix ? and  bytes" and job.plan.facts.labels == ("bug?",)
 
 
 @pytest.mark.parametrize("delivery", ["a b", "x" * 101, "d\x7f", "é"])

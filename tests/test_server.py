@@ -88,7 +88,7 @@ def test_w01_forged_requests_rejected_signed_accepted(queue: RecordingQueue) -> 
         assert response.status_code == 202
         assert response.json()["outcome"] == "accepted"
         (job,) = queue.jobs.values()
-        assert job.trigger == "command" and job.extra["authorize"] == "chhsia0" and enqueued == [1]
+        assert job.trigger == "command" and job.plan.authorize == "chhsia0" and enqueued == [1]
 
 
 @pytest.mark.parametrize("path", ["/webhook", "/api/github/webhooks", "/"])

@@ -60,9 +60,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from bot.models import PullRequestRef, ReviewJob
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError
+
+from bot.errors import UnreadableJob
+from bot.models import Category, JobPlan, Kind, OnDeny, PrFacts, PullRequestRef, ReviewJob
 
 COMMAND_TRIGGERS = frozenset({"command", "rerequested"})
 """Triggers a person asks for explicitly; they are authorised per sender in the worker, not on receipt."""
@@ -99,6 +102,9 @@ class ClaimedJob:
     job: ReviewJob
     attempt: int  # 1 on the first claim
     lease_token: str  # proves ownership to complete/fail/heartbeat
+    # why the stored plan could not be read (a newer release wrote it): the worker fails the job
+    # without running it, and ``job.plan`` is then a placeholder nothing may act on
+    unreadable: str | None = None
 
 
 class JobState(StrEnum):
@@ -194,7 +200,7 @@ def lane(job: ReviewJob) -> str:
     return AUTO_LANE
 
 
-_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ReviewJob) if f.name != "pr")
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(ReviewJob) if f.name not in ("pr", "plan"))
 _PR_FIELDS = tuple(f.name for f in dataclasses.fields(PullRequestRef))
 
 
@@ -203,7 +209,115 @@ def job_to_json(job: ReviewJob) -> str:
     # recursive deep copy was half the cost of an enqueue.
     data: dict[str, Any] = {name: getattr(job, name) for name in _JOB_FIELDS}
     data["pr"] = {name: getattr(job.pr, name) for name in _PR_FIELDS}
+    plan, facts = job.plan, job.plan.facts
+    data["plan"] = {
+        "v": JobPlan.VERSION,
+        "facts": {
+            "author": facts.author,
+            "title": facts.title,
+            "labels": list(facts.labels),
+            "draft": facts.draft,
+            "fork": facts.fork,
+        },
+        "kind": plan.kind,
+        "authorize": plan.authorize,
+        "on_deny": plan.on_deny,
+        "focus": plan.focus,
+    }
     return json.dumps(data, separators=(",", ":"))
+
+
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _FactsV1(BaseModel):
+    model_config = _STRICT
+    author: str
+    title: str
+    labels: list[str]  # a JSON array (strict refuses a list for a tuple)
+    draft: bool
+    fork: bool
+
+
+class _PlanV1(BaseModel):
+    """The stored form of :class:`JobPlan` version 1; every field present, no coercion ("1" is no bool)."""
+
+    model_config = _STRICT
+    v: Literal[1]
+    facts: _FactsV1
+    kind: Kind
+    authorize: str | None
+    on_deny: OnDeny
+    focus: Annotated[Category, Strict(False)] | None  # stored as its value
+
+
+def _plan_v1(raw: object) -> JobPlan:
+    version = raw.get("v") if isinstance(raw, dict) else None
+    if type(version) is not int or version != JobPlan.VERSION:
+        raise UnreadableJob(
+            f"job plan version {version!r} is unknown to this release (it reads {JobPlan.VERSION})"
+        )
+    try:
+        p = _PlanV1.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]  # its location and kind only: the input may be text from the PR
+        where = ".".join(str(part) for part in first["loc"])
+        raise UnreadableJob(f"invalid job plan: {where}: {first['type']}") from None
+    f = p.facts
+    return JobPlan(
+        PrFacts(f.author, f.title, tuple(f.labels), f.draft, f.fork), p.kind, p.authorize, p.on_deny, p.focus
+    )
+
+
+def _plan_v0(extra: dict[str, str]) -> JobPlan:
+    """The plan of a job queued before plans were typed: the strings ``Enqueue.to_job`` put in ``extra``."""
+    kinds: dict[str | None, Kind] = {"review": "review", "help": "help", "unknown_option": "unknown_option"}
+    denials: dict[str | None, OnDeny] = {
+        "ignore": "ignore",
+        "react": "react",
+        "await_maintainer": "await_maintainer",
+    }
+    option = extra.get("option") or ""
+    try:
+        labels = json.loads(extra.get("labels", "[]"))
+        focus = Category(option.removeprefix("focus=")) if option.startswith("focus=") else None
+    except ValueError as exc:  # JSONDecodeError is one
+        raise UnreadableJob(f"invalid version 0 job plan: {type(exc).__name__}") from None
+    facts = PrFacts(
+        author=extra.get("author", ""),
+        title=extra.get("title", ""),
+        labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
+        draft=extra.get("draft") == "1",
+        fork=extra.get("fork") == "1",
+    )
+    kind, on_deny = kinds.get(extra.get("kind"), "review"), denials.get(extra.get("on_deny"), "ignore")
+    return JobPlan(facts, kind, extra.get("authorize"), on_deny, focus)
+
+
+def _decode(text: str) -> tuple[ReviewJob, str | None]:
+    """The stored job and, when its plan is unreadable, why (its plan is then a placeholder)."""
+    data: dict[str, Any] = json.loads(text)
+    raw, extra = data.pop("plan", None), data.pop("extra", None)
+    fields = {**data, "pr": PullRequestRef(**data["pr"])}
+    try:
+        plan = _plan_v0(extra or {}) if raw is None else _plan_v1(raw)
+    except UnreadableJob as exc:
+        return ReviewJob(**fields), str(exc)
+    return ReviewJob(**fields, plan=plan), None
+
+
+def job_from_json(text: str) -> ReviewJob:
+    """The stored job; raises :class:`~bot.errors.UnreadableJob` when its plan cannot be read."""
+    job, unreadable = _decode(text)
+    if unreadable is not None:
+        raise UnreadableJob(unreadable)
+    return job
+
+
+def claimed_job(row: tuple[Any, ...], lease_token: str) -> ClaimedJob:
+    """The job of a claimed row (id, job, earlier attempts), readable or not (see ``unreadable``)."""
+    job, unreadable = _decode(row[1])
+    return ClaimedJob(id=row[0], job=job, attempt=row[2] + 1, lease_token=lease_token, unreadable=unreadable)
 
 
 # the columns, in order, that job_record() reads: one row of review_jobs in either backend
@@ -213,7 +327,7 @@ RECORD_COLUMNS = "id, job, state, outcome, error, attempts, created_at, updated_
 def job_record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(
         id=row[0],
-        job=job_from_json(row[1]),
+        job=_decode(row[1])[0],  # history: an unreadable plan shows as the placeholder
         state=JobState(row[2]),
         outcome=row[3],
         error=row[4],
@@ -225,14 +339,13 @@ def job_record(row: tuple[Any, ...]) -> JobRecord:
     )
 
 
-def job_from_json(text: str) -> ReviewJob:
-    data: dict[str, Any] = json.loads(text)
-    return ReviewJob(**{**data, "pr": PullRequestRef(**data["pr"])})
-
-
 def with_full(text: str) -> str:
-    """The stored job with ``full=True`` (a coalesced ``/backend-review full`` widens the pending run)."""
-    return job_to_json(dataclasses.replace(job_from_json(text), full=True))
+    """The stored job with ``full=True`` (a coalesced ``/backend-review full`` widens the pending run).
+
+    Edited as JSON, so that a job written by another release keeps its plan as it was."""
+    data: dict[str, Any] = json.loads(text)
+    data["full"] = True
+    return json.dumps(data, separators=(",", ":"))
 
 
 __all__ = [
@@ -245,6 +358,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "ReviewQueue",
+    "claimed_job",
     "job_from_json",
     "job_to_json",
     "lane",

@@ -45,7 +45,7 @@ from bot.queue.base import (
     EnqueueResult,
     JobRecord,
     JobState,
-    job_from_json,
+    claimed_job,
     job_record,
     job_to_json,
     lane,
@@ -173,7 +173,7 @@ class PostgresQueue:
                 "worker_id = %s, attempts = attempts + 1, updated_at = %s WHERE id = %s",
                 (token, now + lease_seconds, worker_id, now, row[0]),
             )
-        return ClaimedJob(id=row[0], job=job_from_json(row[1]), attempt=row[2] + 1, lease_token=token)
+        return claimed_job(row, token)
 
     async def _owned(
         self, conn: psycopg.AsyncConnection[Any], claimed: ClaimedJob, sets: str, args: tuple[Any, ...]

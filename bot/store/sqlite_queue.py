@@ -42,7 +42,7 @@ from bot.queue.base import (
     EnqueueResult,
     JobRecord,
     JobState,
-    job_from_json,
+    claimed_job,
     job_record,
     job_to_json,
     lane,
@@ -320,7 +320,7 @@ class SQLiteQueue:
                 "worker_id = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
                 (token, now + lease_seconds, worker_id, now, row[0]),
             )
-            return ClaimedJob(id=row[0], job=job_from_json(row[1]), attempt=row[2] + 1, lease_token=token)
+            return claimed_job(row, token)
 
         return await self._submit(op)
 

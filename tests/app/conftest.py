@@ -98,7 +98,7 @@ class AppWorld:
         )
         assert isinstance(decision, Enqueue), decision
         assert decision.authorize == login and decision.on_deny == "react"
-        job = decision.to_job()
+        job = decision.job
         assert job.head_sha == "" and job.comment_id == comment.id
         return comment, job
 

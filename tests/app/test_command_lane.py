@@ -40,7 +40,7 @@ def received_command(delivery: str, login: str, comment_id: int) -> ReviewJob:
         "issue_comment", payload, delivery_id=delivery, app_id=1, allowed_bot_app_ids=frozenset()
     )
     assert isinstance(decision, events.Enqueue) and decision.authorize == login
-    return decision.to_job()
+    return decision.job
 
 
 def push_of(command: ReviewJob, sha: str, delivery: str) -> ReviewJob:

@@ -37,7 +37,7 @@ def test_d05_model_500_forever_three_attempts_offline_review_rerun_button_redeli
     runner = world.runner(provider_factory=model_provider(model_server))
     delivered = world.decide(OPENED_FIXTURE)
     assert isinstance(delivered, Enqueue)
-    job = delivered.to_job()
+    job = delivered.job
 
     async def main() -> tuple[EnqueueOutcome, EnqueueOutcome, int]:
         q = SQLiteQueue(tmp_path / "queue.db")
@@ -54,8 +54,8 @@ def test_d05_model_500_forever_three_attempts_offline_review_rerun_button_redeli
             again = await q.enqueue(job)
             redelivered = world.decide(OPENED_FIXTURE)
             assert isinstance(redelivered, Enqueue)
-            assert redelivered.to_job().delivery_id != job.delivery_id
-            second = await q.enqueue(redelivered.to_job())
+            assert redelivered.job.delivery_id != job.delivery_id
+            second = await q.enqueue(redelivered.job)
             await asyncio.sleep(0.3)  # a worker that had been handed a job would have claimed it by now
             return again.outcome, second.outcome, len(await q.jobs())
         finally:

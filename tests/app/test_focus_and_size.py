@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from bot.events import Enqueue, PrFacts
+from bot.events import Enqueue
 from bot.jobs import SIZE_GATE_MARKER, JobLimits
+from bot.models import Category, JobPlan, PrFacts
 from tests.app.conftest import AppWorld
 
 
 def _command(world: AppWorld, option: str) -> Enqueue:
     comment = world.fake.add_issue_comment(world.pull, f"/backend-review {option}", user_login="alice")
     world.fake.set_permission(world.repo, "alice", "write")
-    job = world.job("command", head_sha="", comment_id=comment.id, sender="alice")
-    return Enqueue(job, PrFacts(author="octocat"), authorize="alice", on_deny="react", option=option)
+    focus = Category(option.removeprefix("focus="))
+    plan = JobPlan(PrFacts(author="octocat"), authorize="alice", on_deny="react", focus=focus)
+    return Enqueue(world.job("command", head_sha="", comment_id=comment.id, sender="alice", plan=plan))
 
 
 def test_focus_option_keeps_only_that_category(world: AppWorld) -> None:
-    world.run(_command(world, "focus=migration").to_job())
+    world.run(_command(world, "focus=migration").job)
     (review,) = world.fake.reviews_for(world.pull)
     assert review.comments, review.body
     assert all("· migration ·" in c["body"] for c in review.comments)

@@ -115,7 +115,7 @@ def test_c06_fork_pr_from_outsider_awaits_a_maintainer_then_a_command_runs_once(
     assert isinstance(decision, Enqueue) and decision.on_deny == "await_maintainer"
     model_server.play([Submit([])])
     runner = world.runner(provider_factory=model_provider(model_server))
-    assert world.run(decision.to_job(), runner) == "awaiting maintainer"
+    assert world.run(decision.job, runner) == "awaiting maintainer"
     (check,) = world.fake.check_runs.values()
     assert check.conclusion == "neutral" and "maintainer" in check.output["title"].lower()
     assert model_server.attempts == 0 and world.fake.reviews_for(world.pull) == []

@@ -41,5 +41,5 @@ def test_completed_check_offers_rerun_and_a_writer_click_reviews_again(world: Ap
     assert isinstance(decision, Enqueue) and decision.needs_permission_check == "alice"
     assert isinstance(authorize(decision, "read"), Ignore)  # a reader's click does nothing (C-01)
     world.fake.set_permission(world.repo, "alice", "write")
-    world.run(decision.to_job())
+    world.run(decision.job)
     assert [c.status for c in world.fake.check_runs.values()] == ["completed", "completed"]

@@ -30,7 +30,7 @@ def _push(world: AppWorld, text: str, delivery: str) -> ReviewJob:
     world.push_pr_commit({AUDIT: text})
     decision = world.decide(SYNCHRONIZE, before=before, after=world.pull.head_sha)
     assert isinstance(decision, Enqueue), decision
-    job = decision.to_job()
+    job = decision.job
     assert job.trigger == "synchronize" and job.before_sha == before
     return dataclasses.replace(job, delivery_id=delivery)
 
