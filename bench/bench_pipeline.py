@@ -54,7 +54,6 @@ from bot.diff import budget_prompt, parse_diff
 from bot.formats import to_json, to_markdown, to_sarif
 from bot.github import GitHubApp
 from bot.jobs import JobDeps, ReviewJobRunner
-from bot.ledger import SQLiteLedger
 from bot.models import PullRequestRef, ReviewJob
 from bot.pipeline import ReviewInputs, head_reader, review_workspace
 from bot.publish.base import Published
@@ -63,6 +62,7 @@ from bot.redact import SECRETS
 from bot.repocache import RepoCache
 from bot.review import ReviewContext, build_review
 from bot.rules import run_rules
+from bot.store import open_store
 from tests.support.fake_github import FakeGitHub
 
 PYENV = Path(os.environ.get("BR_BENCH_PYENV", "/root/.pyenv/versions"))
@@ -387,11 +387,13 @@ async def _cached(http: GitSource, bare: Path, head: str, base: str, scratch: Pa
 
 
 async def _app_jobs(fake: FakeGitHub, repo: Any, pull: Any, tmp: Path) -> tuple[list[float], list[float]]:
-    ledger = SQLiteLedger(tmp / "ledger.sqlite3")
+    store = open_store(f"sqlite:///{tmp / 'store.sqlite3'}", tmp)
     app = GitHubApp(
         private_key=fake.private_key_pem, app_id=fake.app_id, base_url=fake.url, write_interval=0.0
     )
-    deps = JobDeps(github=app, ledger=ledger, provider_factory=lambda: None, scratch_root=tmp / "scratch")
+    deps = JobDeps(
+        github=app, ledger=store.ledger, provider_factory=lambda: None, scratch_root=tmp / "scratch"
+    )
     runner = TimedRunner(deps)
     runner.publish = []
     whole: list[float] = []
@@ -405,7 +407,7 @@ async def _app_jobs(fake: FakeGitHub, repo: Any, pull: Any, tmp: Path) -> tuple[
             if not result.startswith("posted"):
                 print(f"  App job {i}: {result}")
     finally:
-        await ledger.close()
+        await store.close()
     return whole[1:], runner.publish[1:]  # the first job is a warm-up
 
 

@@ -21,8 +21,8 @@ import psycopg
 
 from bot.models import PullRequestRef, ReviewJob
 from bot.queue.base import ReviewQueue
-from bot.queue.postgres import PostgresQueue
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.postgres_queue import PostgresQueue
+from bot.store.sqlite_queue import SQLiteQueue
 
 PG_DSN = os.environ.get("BR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from bot import metrics
 from bot.checkout import check_git_version, git_env
 from bot.errors import UsageError
-from bot.ledger import TokenLedger, open_ledger
+from bot.ledger import TokenLedger
 from bot.log import configure, get_logger
-from bot.queue import ReviewQueue, open_queue
+from bot.queue import ReviewQueue
 from bot.settings import Settings, app_manifest
+from bot.store import open_store
 
 if TYPE_CHECKING:  # the worker side (githubkit, job code) stays out of a receiver-only process
     from bot.agent.providers import Provider
@@ -64,14 +65,12 @@ def _git_warning() -> None:
 
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings, *, workers: int) -> AsyncIterator[Runtime]:
-    queue = open_queue(settings.database_url)
-    ledger = open_ledger(settings.database_url, settings.data_dir)
+    store = open_store(settings.database_url, settings.data_dir)
     try:
-        worker = _build_worker(settings, queue, ledger, workers) if workers > 0 else None
-        yield Runtime(settings, queue, ledger, worker)
+        worker = _build_worker(settings, store.queue, store.ledger, workers) if workers > 0 else None
+        yield Runtime(settings, store.queue, store.ledger, worker)
     finally:
-        await ledger.close()
-        await queue.close()
+        await store.close()
 
 
 def _check_model(settings: Settings) -> None:
@@ -228,10 +227,10 @@ async def _serve(settings: Settings) -> None:
     workers = WorkerThread(settings, settings.workers) if settings.workers > 0 else None
     if workers is not None:
         await asyncio.to_thread(workers.start)
-    queue = open_queue(settings.database_url)
+    store = open_store(settings.database_url, settings.data_dir)
     loop = asyncio.get_running_loop()
     try:
-        app = create_app(settings, queue, on_enqueued=workers.notify if workers else None)
+        app = create_app(settings, store.queue, on_enqueued=workers.notify if workers else None)
         server = Server(uvicorn_config(app, settings, timeout_graceful_shutdown=RECEIVER_SHUTDOWN_SECONDS))
 
         def on_signal(sig: signal.Signals) -> None:
@@ -251,7 +250,7 @@ async def _serve(settings: Settings) -> None:
     finally:
         if workers is not None:
             await asyncio.to_thread(workers.stop)
-        await queue.close()
+        await store.close()
         log.info("stopped")
 
 

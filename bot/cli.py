@@ -43,9 +43,9 @@ defects, review it offline, and print the review as GitHub would show it. Needs 
 
 SERVE_HELP = """\
 Run the GitHub App: the webhook receiver (POST /api/github/webhooks, GET /healthz, GET /readyz)
-plus embedded review workers, with the SQLite queue in $BACKEND_REVIEW_DATA_DIR (./data) or
-Postgres from $BACKEND_REVIEW_DATABASE_URL. Settings come from the environment (BACKEND_REVIEW_*;
-`backend-review setup` writes an env file with them).
+plus embedded review workers, with the queue and the token ledger in SQLite in
+$BACKEND_REVIEW_DATA_DIR (./data) or in Postgres from $BACKEND_REVIEW_DATABASE_URL. Settings come
+from the environment (BACKEND_REVIEW_*; `backend-review setup` writes an env file with them).
 
 requires: BACKEND_REVIEW_WEBHOOK_SECRET; with workers (the default) also BACKEND_REVIEW_APP_ID (or
           BACKEND_REVIEW_CLIENT_ID) and BACKEND_REVIEW_PRIVATE_KEY_PATH (or BACKEND_REVIEW_PRIVATE_KEY)"""

@@ -42,12 +42,16 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ),
     ("MODEL_BASE_URL", "", "Endpoint for an OpenAI-compatible or proxied model server."),
     ("MODEL_API_KEY", "<ANTHROPIC_API_KEY or OPENAI_API_KEY>", "Model key; falls back per provider. Secret."),
-    ("DATA_DIR", "./data", "Embedded queue, token ledger and repository cache (checkouts go to TMPDIR)."),
+    (
+        "DATA_DIR",
+        "./data",
+        "Embedded store (queue and token ledger) and repository cache (checkouts go to TMPDIR).",
+    ),
     ("REPO_CACHE_BYTES", "5000000000", "Cap of the repository cache in DATA_DIR/repos (LRU); 0 = no cache."),
     (
         "DATABASE_URL",
         "sqlite:///<DATA_DIR>/queue.sqlite3",
-        "Queue database; postgresql://… selects Postgres.",
+        "Store of the queue and the token ledger; postgresql://… selects Postgres.",
     ),
     ("WORKERS", "2", "Concurrent review jobs per worker process."),
     ("MAX_ATTEMPTS", "3", "Attempts per job before it is dead-lettered (D-05)."),

@@ -35,7 +35,7 @@ ADAPTERS = {
     "bot.app", "bot.checkout", "bot.ci", "bot.github", "bot.jobs", "bot.ledger", "bot.local", "bot.log",
     "bot.manifest", "bot.pipeline", "bot.process", "bot.server", "bot.settings", "bot.worker", "bot.queue",
     "bot.agent", "bot.basetree", "bot.repocache", "bot.metrics", "bot.setup_flow", "bot.jail", "bot.tokens",
-    "bot.publish.github_app", "bot.publish.ci", "bot.publish.base", "bot.publish.history",
+    "bot.store", "bot.publish.github_app", "bot.publish.ci", "bot.publish.base", "bot.publish.history",
     "bot.publish.local",
 }  # fmt: skip
 
@@ -72,6 +72,80 @@ def test_the_check_can_fail() -> None:
         "bot.github.GitHubApp",
     }
     assert violations("from asyncio import subprocess\n") == {"asyncio", "asyncio.subprocess"}
+
+
+# Opening a database connection (or a pool of them) is the store's job alone (issue 11: one store).
+CONNECTION_OPENERS = {
+    "sqlite3.connect",
+    "psycopg.connect",
+    "psycopg.Connection.connect",
+    "psycopg.AsyncConnection.connect",
+    "ConnectionPool",
+    "AsyncConnectionPool",
+}
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def connection_openers(source: str) -> set[str]:
+    """The calls in ``source`` that open a connection, by the name they are called through (also the
+    bare ``connect``/``ConnectionPool`` of a ``from … import``)."""
+    tree = ast.parse(source)
+    imported = {
+        alias.asname or alias.name: f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            head, _, rest = name.partition(".")
+            full = f"{imported[head]}.{rest}".rstrip(".") if head in imported else name
+            for opener in CONNECTION_OPENERS:
+                if name == opener or full == opener or full.endswith(f"psycopg_pool.{opener}"):
+                    found.add(opener)
+    return found
+
+
+def test_only_the_store_opens_database_connections() -> None:
+    outside = {
+        str(path.relative_to(BOT)): openers
+        for path in sorted(BOT.rglob("*.py"))
+        if "store" not in path.relative_to(BOT).parts[:1]
+        and (openers := connection_openers(path.read_text()))
+    }
+    assert outside == {}
+
+
+def test_the_connection_check_can_fail() -> None:
+    source = """
+import sqlite3
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool as Pool
+from sqlite3 import connect
+
+sqlite3.connect("x.db")
+psycopg.connect("postgresql://")
+AsyncConnection.connect("postgresql://")
+Pool("postgresql://")
+connect("y.db")
+"""
+    assert connection_openers(source) == {
+        "sqlite3.connect",
+        "psycopg.connect",
+        "psycopg.AsyncConnection.connect",
+        "AsyncConnectionPool",
+    }
+    assert connection_openers("import json\njson.loads('1')\n") == set()
 
 
 # -- one jail: bot/jail.py is the only reader of head files ------------------------------------------

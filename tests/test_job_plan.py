@@ -15,7 +15,7 @@ from bot import events
 from bot.errors import UnreadableJob
 from bot.models import Category, JobPlan, PrFacts, PullRequestRef, ReviewJob
 from bot.queue.base import ClaimedJob, JobState, claimed_job, job_from_json, job_to_json, with_full
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import Worker, WorkerConfig
 from tests.support.webhooks import command_payload, fixture
 

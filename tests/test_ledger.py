@@ -11,7 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.ledger import PostgresLedger, SQLiteLedger, TokenLedger, open_ledger, utc_day
+from bot.ledger import TokenLedger, utc_day
+from bot.store import open_store
+from bot.store.ledger import PostgresLedger, SQLiteLedger
 from tests.test_queue_contract import PG_DSN, _pg_unreachable
 
 
@@ -71,9 +73,10 @@ def test_d04_budget_notice_is_claimed_once_per_installation_and_day(
     assert claims[:4].count(True) == 1 and claims[4] is True
 
 
-def test_open_ledger_picks_the_backend(tmp_path: Path) -> None:
-    sqlite = open_ledger("sqlite:///x.db", tmp_path / "data")
-    assert isinstance(sqlite, SQLiteLedger) and (tmp_path / "data" / "ledger.sqlite3").exists()
+def test_open_store_picks_the_ledger_backend(tmp_path: Path) -> None:
+    sqlite = open_store(f"sqlite:///{tmp_path / 'queue.sqlite3'}", tmp_path / "data")
+    # the ledger is in the queue's file now, not a file of its own
+    assert isinstance(sqlite.ledger, SQLiteLedger) and not (tmp_path / "data" / "ledger.sqlite3").exists()
     asyncio.run(sqlite.close())
-    assert isinstance(open_ledger("postgresql://u@h/db", tmp_path), PostgresLedger)
+    assert isinstance(open_store("postgresql://u@h/db", tmp_path).ledger, PostgresLedger)
     assert len(utc_day()) == 10

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from bot.models import PullRequestRef, ReviewJob, Trigger
-from bot.queue import open_queue
 from bot.queue.base import DELIVERY_RETENTION_SECONDS, EnqueueOutcome, JobState, ReviewQueue
-from bot.queue.postgres import PostgresQueue
-from bot.queue.sqlite import SQLiteQueue
+from bot.store import open_store
+from bot.store.postgres_queue import PostgresQueue
+from bot.store.sqlite_queue import SQLiteQueue
 
 PG_DSN = os.environ.get("BR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 LEASE = 30.0
@@ -687,18 +687,18 @@ def test_two_instances_in_two_threads_claim_each_job_once(store: Opener) -> None
 
 def test_open_queue_urls(tmp_path: Path) -> None:
     async def main() -> None:
-        q = open_queue(f"sqlite:///{tmp_path}/q.db")
-        assert isinstance(q, SQLiteQueue)
+        q = open_store(f"sqlite:///{tmp_path}/q.db", tmp_path)
+        assert isinstance(q.queue, SQLiteQueue)
         await q.close()
         assert (tmp_path / "q.db").exists()
-        pg = open_queue("postgresql://postgres@127.0.0.1:5432/test")
-        assert isinstance(pg, PostgresQueue)
+        pg = open_store("postgresql://postgres@127.0.0.1:5432/test", tmp_path)
+        assert isinstance(pg.queue, PostgresQueue)
         await pg.close()
 
     asyncio.run(main())
     for bad in ("mysql://x/y", "sqlite://", "queue.db"):
         with pytest.raises(ValueError):
-            open_queue(bad)
+            open_store(bad, tmp_path)
 
 
 def test_sqlite_group_commit_one_failing_operation_fails_only_its_caller(tmp_path: Path) -> None:

@@ -397,7 +397,7 @@ def test_w02_hostile_text_and_identities_on_postgres_never_503() -> None:
     import httpx
     import psycopg
 
-    from bot.queue.postgres import PostgresQueue
+    from bot.store.postgres_queue import PostgresQueue
 
     dsn = "postgresql://postgres@127.0.0.1:5432/test"
     try:

@@ -19,7 +19,7 @@ from bot.errors import ModelUnavailable, NotAuthorized, Superseded
 from bot.log import JsonFormatter
 from bot.models import PullRequestRef, ReviewJob
 from bot.queue.base import ClaimedJob, EnqueueOutcome, JobRecord, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import JobHandler, Worker, WorkerConfig
 
 FAST = WorkerConfig(

@@ -17,9 +17,10 @@ from bot.agent.providers import ModelSpec, Provider, make_provider
 from bot.events import Decision, Enqueue, decide
 from bot.github import GitHubApp
 from bot.jobs import JobDeps, ReviewJobRunner
-from bot.ledger import SQLiteLedger
+from bot.ledger import TokenLedger
 from bot.models import PullRequestRef, ReviewJob
 from bot.queue.base import ClaimedJob
+from bot.store import open_store
 from tests.conftest import WEBHOOKS
 from tests.support.fake_github import FakeGitHub, FakeIssueComment, FakePull, FakeRepo
 from tests.support.gitrepo import GitRepo, init_repo
@@ -35,7 +36,7 @@ class AppWorld:
     repo: FakeRepo
     pull: FakePull
     work: GitRepo
-    ledger: SQLiteLedger
+    ledger: TokenLedger
     tmp: Path
 
     def job(self, trigger: str = "opened", **fields: object) -> ReviewJob:
@@ -146,13 +147,13 @@ def make_world(tmp_path: Path, base_files: dict[str, str] | None = None) -> Iter
         work.commit(demo.PR_TITLE, dict(demo.PR))
         repo.push(work, "main", "feature")
         pull = fake.add_pull(repo, head_ref="feature", title=demo.PR_TITLE, body=demo.PR_BODY)
-        ledger = SQLiteLedger(tmp_path / "ledger.sqlite3")
+        store = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path)
         scratch = tmp_path / "scratch"
         scratch.mkdir()
         try:
-            yield AppWorld(fake, repo, pull, work, ledger, scratch)
+            yield AppWorld(fake, repo, pull, work, store.ledger, scratch)
         finally:
-            asyncio.run(ledger.close())
+            asyncio.run(store.close())
         assert fake.errors == []
         assert_k02_tokens(fake, repo)
 

@@ -15,8 +15,8 @@ import pytest
 from bot import events
 from bot.models import ReviewJob
 from bot.queue.base import EnqueueOutcome, JobState, job_to_json, lane, semantic_key
-from bot.queue.postgres import PostgresQueue
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.postgres_queue import PostgresQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from tests.support.webhooks import command_payload
 from tests.test_queue_contract import PG_DSN, _pg_unreachable
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.events import Enqueue
 from bot.publish.github_app import RERUN_BUTTON
 from bot.queue.base import EnqueueOutcome, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import Worker, WorkerConfig
 from tests.app.conftest import OPENED_FIXTURE, AppWorld, model_provider
 from tests.support.model_server import ModelServer

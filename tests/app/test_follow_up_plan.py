@@ -10,7 +10,7 @@ from bot.events import Enqueue
 from bot.jobs import ReviewJobRunner
 from bot.models import ReviewJob
 from bot.queue.base import ClaimedJob, JobRecord, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import Worker, WorkerConfig
 from tests.app.conftest import OPENED_FIXTURE, AppWorld
 

@@ -13,7 +13,7 @@ from bot.errors import Superseded
 from bot.jobs import ReviewJobRunner
 from bot.publish.markers import job_marker
 from bot.queue.base import ClaimedJob, EnqueueOutcome, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from bot.worker import Worker, WorkerConfig
 from tests.app.conftest import AppWorld, model_provider
 from tests.support.fake_github import FakeReview

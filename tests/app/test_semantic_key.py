@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.models import PullRequestRef, ReviewJob
 from bot.queue.base import EnqueueOutcome
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 
 PR = PullRequestRef("octo", "app", 1, installation_id=7, repo_id=99)
 HEAD = "a" * 40

@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.models import ReviewJob
 from bot.queue.base import EnqueueResult, JobState
-from bot.queue.sqlite import SQLiteQueue
+from bot.store.sqlite_queue import SQLiteQueue
 from tests.conftest import WEBHOOKS
 
 SECRET = b"w" * 40

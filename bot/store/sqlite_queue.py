@@ -4,8 +4,8 @@ Why this shape (DESIGN.md "Performance targets"): the webhook receiver must ack 
 enqueues/s with p99 ≤ 20 ms on one core, and a commit per insert with SQLite's automatic WAL
 checkpoints got ~2,800/s with a 24 ms tail. So:
 
-- every operation (reads too, for one consistent view) runs on one writer thread with its own
-  connection (WAL, ``synchronous=NORMAL``, ``busy_timeout``);
+- every operation (reads too, for one consistent view; the ledger's too) runs on one writer thread with
+  its own connection (``bot.store.sqlite.connect``: WAL, ``synchronous=NORMAL``, ``busy_timeout``);
 - the thread drains everything that queued up while it was busy and runs it in ONE transaction
   (``BEGIN IMMEDIATE``), each operation inside its own savepoint so one failing call does not undo the
   others; each caller's future resolves only after that batch has committed, so durability is kept;
@@ -49,61 +49,11 @@ from bot.queue.base import (
     semantic_key,
     with_full,
 )
+from bot.store.sqlite import connect
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
 _Item = tuple[_Op, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS review_jobs (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    pr_key TEXT NOT NULL,
-    lane TEXT NOT NULL,
-    sem_key TEXT NOT NULL,
-    installation_id INTEGER,
-    head_sha TEXT NOT NULL,
-    job TEXT NOT NULL,
-    state TEXT NOT NULL,
-    outcome TEXT,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    queued_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    run_after REAL NOT NULL,
-    finished_at REAL,
-    lease_token TEXT,
-    lease_expires REAL,
-    worker_id TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_running ON review_jobs(pr_key) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS review_jobs_sem ON review_jobs(sem_key);
-CREATE INDEX IF NOT EXISTS review_jobs_pr ON review_jobs(pr_key, seq);
-CREATE INDEX IF NOT EXISTS review_jobs_active ON review_jobs(queued_at, seq)
-    WHERE state IN ('pending', 'running');
-CREATE TABLE IF NOT EXISTS review_deliveries (
-    id TEXT PRIMARY KEY,
-    received_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
-"""
-
-# After the lane migration (they need the column). The per-PR pending index of the pre-lane schema
-# would still allow only one pending job per PR, so it goes.
-_LANE_INDEXES = (
-    "DROP INDEX IF EXISTS review_jobs_one_pending",
-    "CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending_per_lane ON review_jobs(pr_key, lane) "
-    "WHERE state = 'pending'",
-)
-
-# A pre-lane database: pending commands move to their sender's lane (the old index left at most one
-# pending job per PR, so the new index holds). Other rows keep 'auto': only pending rows are read by lane.
-_ADD_LANE = (
-    "ALTER TABLE review_jobs ADD COLUMN lane TEXT NOT NULL DEFAULT 'auto'",
-    "UPDATE review_jobs SET lane = 'command:' || lower(coalesce(json_extract(job, '$.sender'), '')) "
-    "WHERE state = 'pending' AND json_extract(job, '$.trigger') IN ('command', 'rerequested')",
-)
 
 # Everything enqueue decides on, in one statement: delivery seen? a live job with the same semantic key
 # (a failed one first)? an automatic job of the PR pushed on top of this head (?5, NULL for commands)
@@ -183,25 +133,7 @@ class SQLiteQueue:
     # -- the writer thread ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        # executescript would commit an open transaction first, so it runs only the opening part.
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}")
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(review_jobs)")}
-            if "lane" not in columns:
-                for statement in _ADD_LANE:
-                    conn.execute(statement)
-            for statement in _LANE_INDEXES:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return connect(self._path, busy_timeout_ms=self._busy_timeout_ms)
 
     def _run(self) -> None:
         try:

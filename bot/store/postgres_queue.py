@@ -1,11 +1,13 @@
 """The scale-out queue: the same two tables as the SQLite queue, in Postgres, over psycopg 3 async.
 
+Its schema is the store's (``bot.store.migrations``); its connections come from the store's pool.
+
 Why not procrastinate's job table: its ``queueing_lock`` keeps one *pending* job per key but rejects
 the newcomer, where we must REPLACE the pending job of a lane with the newer head (keeping its debounce),
 coalesce a command into it, and dead-letter on the semantic key; its ``lock`` serialises running jobs
 but has no lease token, so a worker whose job was taken over could still finish it. Those rules,
 plus the delivery-dedupe table, would be extra SQL around procrastinate's own schema, migrations and
-worker — more code than the ~20 statements below, which mirror ``sqlite.py`` one to one so both
+worker — more code than the ~20 statements here, which mirror ``sqlite_queue.py`` one to one so both
 backends pass the same contract suite (tests/test_queue_contract.py). Any number of
 ``backend-review worker`` processes on any machines share one database.
 
@@ -27,7 +29,6 @@ call fails only its own caller.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from typing import Any
 
@@ -50,144 +51,7 @@ from bot.queue.base import (
     lane,
     semantic_key,
 )
-
-_CLAIM_LOCK = 0x6272_636C_6169_6D  # "brclaim": the global claim lock's key
-
-_SCHEMA = """
-CREATE OR REPLACE FUNCTION br_now() RETURNS float8 LANGUAGE sql VOLATILE
-    AS 'SELECT extract(epoch from clock_timestamp())::float8';
-CREATE TABLE IF NOT EXISTS review_jobs (
-    seq bigserial PRIMARY KEY,
-    id text NOT NULL UNIQUE,
-    pr_key text NOT NULL,
-    lane text NOT NULL,
-    sem_key text NOT NULL,
-    installation_id bigint,
-    head_sha text NOT NULL,
-    job text NOT NULL,
-    state text NOT NULL,
-    outcome text,
-    error text,
-    attempts integer NOT NULL DEFAULT 0,
-    queued_at float8 NOT NULL,
-    created_at float8 NOT NULL,
-    updated_at float8 NOT NULL,
-    run_after float8 NOT NULL,
-    finished_at float8,
-    lease_token text,
-    lease_expires float8,
-    worker_id text
-);
--- A pre-lane database: pending commands move to their sender's lane (its per-PR pending index left at
--- most one pending job per PR, so the new index holds); other rows keep 'auto', only pending rows are
--- read by lane. Conditional and first: an ALTER TABLE on every open, after the share lock that
--- CREATE INDEX IF NOT EXISTS takes, deadlocked with another instance's concurrent enqueues.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                   WHERE attrelid = 'review_jobs'::regclass AND attname = 'lane' AND NOT attisdropped) THEN
-        ALTER TABLE review_jobs ADD COLUMN lane text NOT NULL DEFAULT 'auto';
-        UPDATE review_jobs SET lane = 'command:' || lower(coalesce(job::jsonb->>'sender', ''))
-            WHERE state = 'pending' AND job::jsonb->>'trigger' IN ('command', 'rerequested');
-    END IF;
-END
-$$;
-CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_running ON review_jobs(pr_key) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS review_jobs_sem ON review_jobs(sem_key);
-CREATE INDEX IF NOT EXISTS review_jobs_pr ON review_jobs(pr_key, seq);
-CREATE INDEX IF NOT EXISTS review_jobs_active ON review_jobs(queued_at, seq)
-    WHERE state IN ('pending', 'running');
-CREATE TABLE IF NOT EXISTS review_deliveries (
-    id text PRIMARY KEY,
-    received_at float8 NOT NULL
-);
-CREATE INDEX IF NOT EXISTS review_deliveries_age ON review_deliveries(received_at);
--- The pre-lane per-PR pending index would still allow one pending job per PR; so would the old
--- br_enqueue overload, which knows no lane.
-DROP INDEX IF EXISTS review_jobs_one_pending;
-CREATE UNIQUE INDEX IF NOT EXISTS review_jobs_one_pending_per_lane ON review_jobs(pr_key, lane)
-    WHERE state = 'pending';
-DROP FUNCTION IF EXISTS br_enqueue(text, text, text, bigint, text, text, boolean, text, float8);
--- and the one before the stale-head rule, which knows no before_sha
-DROP FUNCTION IF EXISTS br_enqueue(text, text, text, text, bigint, text, text, boolean, text, float8);
-
--- The whole enqueue decision in one round trip (the webhook path). Same rules, same order as
--- SQLiteQueue.enqueue; each statement of a volatile function sees what committed before it, so the
--- reads after the per-PR advisory lock see every earlier enqueue of that PR.
-CREATE OR REPLACE FUNCTION br_enqueue(
-    p_id text, p_pr_key text, p_lane text, p_sem_key text, p_installation bigint, p_head text, p_job text,
-    p_full boolean, p_delivery text, p_delay float8, p_before text
-) RETURNS TABLE (r_outcome text, r_job_id text) LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_now float8;
-    v_dup record;
-    v_newer text;
-    v_pending record;
-    v_queued float8;
-    v_run_after float8;
-    v_outcome text := 'accepted';
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_pr_key, 0));
-    v_now := br_now();
-    IF EXISTS (SELECT 1 FROM review_deliveries AS d WHERE d.id = p_delivery) THEN
-        RETURN QUERY SELECT 'duplicate_delivery', NULL::text;
-        RETURN;
-    END IF;
-    SELECT j.id, j.state INTO v_dup FROM review_jobs AS j
-        WHERE j.sem_key = p_sem_key AND j.state <> 'superseded' ORDER BY j.state = 'failed' DESC LIMIT 1;
-    IF v_dup.id IS NOT NULL THEN
-        RETURN QUERY SELECT CASE WHEN v_dup.state = 'failed' THEN 'dead_lettered' ELSE 'duplicate_key' END,
-            v_dup.id;
-        RETURN;
-    END IF;
-    -- an automatic job of this PR was pushed on top of this head (and is not a push back to p_before)
-    IF p_lane = 'auto' AND p_head <> '' THEN
-        SELECT j.id INTO v_newer FROM review_jobs AS j
-            WHERE j.pr_key = p_pr_key AND j.lane = 'auto' AND j.job::jsonb->>'before_sha' = p_head
-              AND j.head_sha IS DISTINCT FROM p_before
-            ORDER BY j.seq DESC LIMIT 1;
-        IF v_newer IS NOT NULL THEN
-            -- kept on record, already finished: its before_sha carries the order on to older heads
-            INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, state,
-                                     outcome, queued_at, created_at, updated_at, run_after, finished_at)
-                VALUES (p_id, p_pr_key, p_lane, p_sem_key, p_installation, p_head, p_job, 'superseded',
-                        'stale: older than ' || v_newer, v_now, v_now, v_now, v_now, v_now);
-            INSERT INTO review_deliveries (id, received_at) VALUES (p_delivery, v_now);
-            RETURN QUERY SELECT 'stale', v_newer;
-            RETURN;
-        END IF;
-    END IF;
-    -- FOR UPDATE waits for a claim that holds the row and then skips it if it is no longer pending.
-    SELECT j.id, j.head_sha, j.queued_at, j.run_after INTO v_pending FROM review_jobs AS j
-        WHERE j.pr_key = p_pr_key AND j.lane = p_lane AND j.state = 'pending' FOR UPDATE;
-    v_queued := v_now;
-    v_run_after := v_now + greatest(p_delay, 0);
-    IF v_pending.id IS NOT NULL AND v_pending.head_sha = p_head THEN
-        IF p_full THEN
-            UPDATE review_jobs AS j SET job = jsonb_set(j.job::jsonb, '{full}', 'true')::text,
-                updated_at = v_now WHERE j.id = v_pending.id;
-        END IF;
-        INSERT INTO review_deliveries (id, received_at) VALUES (p_delivery, v_now);
-        RETURN QUERY SELECT 'coalesced', v_pending.id;
-        RETURN;
-    END IF;
-    IF v_pending.id IS NOT NULL THEN
-        UPDATE review_jobs AS j SET state = 'superseded', outcome = 'replaced by ' || p_id,
-            updated_at = v_now, finished_at = v_now WHERE j.id = v_pending.id;
-        v_queued := v_pending.queued_at;  -- the newer head keeps the lane's place in line
-        -- D-03 without starvation: the debounce window runs from the burst's first event
-        v_run_after := least(v_run_after, v_pending.run_after);
-        v_outcome := 'replaced';
-    END IF;
-    INSERT INTO review_jobs (id, pr_key, lane, sem_key, installation_id, head_sha, job, state, queued_at,
-                             created_at, updated_at, run_after)
-        VALUES (p_id, p_pr_key, p_lane, p_sem_key, p_installation, p_head, p_job, 'pending', v_queued,
-                v_now, v_now, v_run_after);
-    INSERT INTO review_deliveries (id, received_at) VALUES (p_delivery, v_now);
-    RETURN QUERY SELECT v_outcome, p_id;
-END
-$$;
-"""
+from bot.store.postgres import ADVISORY_LOCK, PgPool
 
 _CLAIM = """
 SELECT id, job, attempts FROM review_jobs AS j
@@ -202,45 +66,28 @@ LIMIT 1
 FOR UPDATE OF j SKIP LOCKED
 """
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
 
 class PostgresQueue:
     """A :class:`~bot.queue.base.ReviewQueue` in Postgres, for several worker processes."""
 
-    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 16) -> None:
-        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(f"invalid schema name: {schema!r}")
-        self._dsn = dsn
-        self._schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: AsyncConnectionPool | None = None
-        self._opening = asyncio.Lock()
+    def __init__(
+        self, source: str | PgPool, *, schema: str | None = None, min_size: int = 1, max_size: int = 16
+    ) -> None:
+        """On the store's shared pool, or (given a DSN) on a pool of its own that ``close`` closes."""
+        self._owns_pool = not isinstance(source, PgPool)
+        self._pool = (
+            source
+            if isinstance(source, PgPool)
+            else PgPool(source, schema=schema, min_size=min_size, max_size=max_size)
+        )
         self._closed = False
         self._batch: list[tuple[tuple[Any, ...], asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def _ready(self) -> AsyncConnectionPool:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                if self._closed:
-                    raise RuntimeError("queue is closed")
-                # autocommit: a lone statement (br_enqueue, reads) is its own transaction, one round trip.
-                kwargs: dict[str, Any] = {"autocommit": True}
-                if self._schema is not None:
-                    kwargs["options"] = f"-c search_path={self._schema}"
-                pool = AsyncConnectionPool(
-                    self._dsn, kwargs=kwargs, min_size=self._min_size, max_size=self._max_size, open=False
-                )
-                await pool.open(wait=True)
-                async with pool.connection() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
-                    await conn.execute(_SCHEMA)
-                self._pool = pool
-        return self._pool
+        if self._closed:
+            raise RuntimeError("queue is closed")
+        return await self._pool.get()
 
     async def enqueue(self, job: ReviewJob, *, delay_seconds: float = 0.0) -> EnqueueResult:
         await self._ready()
@@ -315,7 +162,7 @@ class PostgresQueue:
         pool = await self._ready()
         token = uuid.uuid4().hex
         async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT br_now() FROM pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            cur = await conn.execute("SELECT br_now() FROM pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
             now = (await cur.fetchone() or (0.0,))[0]
             cur = await conn.execute(_CLAIM, {"now": now, "limit": max_running_per_installation})
             row = await cur.fetchone()
@@ -427,10 +274,8 @@ class PostgresQueue:
 
     async def close(self) -> None:
         self._closed = True
-        async with self._opening:
-            if self._pool is not None:
-                await self._pool.close()
-                self._pool = None
+        if self._owns_pool:
+            await self._pool.close()
 
 
 _ENQUEUE = "SELECT r_outcome, r_job_id FROM br_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
