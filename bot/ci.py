@@ -259,7 +259,7 @@ async def _run(
         if gh is None:
             published = Published(refused=["review", "check run"])
         else:
-            publisher = CiPublisher(gh, pr, ctx.head_sha, ctx.trigger, post_review=not args.no_review)
+            publisher = CiPublisher(gh, pr, ctx.head_sha, ctx.trigger, with_review=not args.no_review)
             published = await publisher.publish(outcome)
     return _report(args, env, out, outcome, published)
 

@@ -46,10 +46,10 @@ from bot.backoff import parse_retry_after
 from bot.errors import GitHubUnavailable, Permanent, TokenScopeError
 from bot.formats import Annotation
 from bot.log import get_logger
-from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+from bot.models import InlineComment, PullRequestRef, ReviewJob
 from bot.outdated import PostedThread
-from bot.publish.body import MAX_BODY, MAX_OUTPUT_TEXT, fold_comments
-from bot.publish.markers import ANY_MARKER, parse_markers
+from bot.publish.body import MAX_BODY, MAX_OUTPUT_TEXT
+from bot.publish.markers import parse_markers
 from bot.redact import SECRETS, SecretSet
 from bot.sanitize import Sanitised, SanitisedText, plain_text, truncate
 
@@ -545,60 +545,20 @@ class GitHubClient:
         )
         return int(resp.json()["id"])
 
-    async def post_review(self, pr: PullRequestRef, draft: ReviewDraft) -> int:
-        """Post the draft as ONE ``COMMENT`` review pinned to ``draft.head_sha``; returns the review id.
-
-        A 422 (an anchor GitHub would not resolve) is retried once with the inline comments folded into
-        the body. After a transient failure the review may exist anyway (GitHub created it, the answer
-        was lost): it is looked up by head SHA and fingerprint markers and never posted twice."""
-        first = {
-            "commit_id": draft.head_sha,
+    async def create_review(
+        self, pr: PullRequestRef, head_sha: str, body: Sanitised, comments: Sequence[InlineComment]
+    ) -> int:
+        """POST ONE ``COMMENT`` review pinned to ``head_sha`` (the bot never approves); returns its id.
+        :func:`bot.publish.review.post_review` owns the 422 fallback and the lookup after a lost answer."""
+        payload = {
+            "commit_id": head_sha,
             "event": "COMMENT",
-            "body": truncate(draft.body, MAX_BODY),
-            "comments": [_comment_json(c) for c in draft.comments],
+            "body": truncate(body, MAX_BODY),
+            "comments": [_comment_json(c) for c in comments],
         }
-        try:
-            return await self._create_review(pr, draft, first)
-        except GitHubUnprocessable:
-            if not draft.comments:
-                raise
-            log.warning(
-                "review rejected with 422; retrying without inline comments", comments=len(draft.comments)
-            )
-        fallback = {
-            "commit_id": draft.head_sha,
-            "event": "COMMENT",
-            "body": fold_comments(draft.body, draft.comments),
-            "comments": [],
-        }
-        return await self._create_review(pr, draft, fallback)
-
-    async def _create_review(self, pr: PullRequestRef, draft: ReviewDraft, payload: dict[str, Any]) -> int:
         url = f"{self._repo_path(pr)}/pulls/{pr.number}/reviews"
-        try:
-            resp = await self._request("POST", url, "post review", json=payload)
-        except GitHubUnavailable:
-            existing = await self.find_review(pr, draft)
-            if existing is not None:
-                log.info("review already posted despite the error", review_id=existing)
-                return existing
-            raise
+        resp = await self._request("POST", url, "post review", json=payload)
         return int(resp.json()["id"])
-
-    async def find_review(self, pr: PullRequestRef, draft: ReviewDraft) -> int | None:
-        """The id of a bot review of ``draft.head_sha`` that carries the draft's fingerprint markers."""
-        # the summary's own markers: inline comments' markers live on the comments, not the review body
-        markers = set(ANY_MARKER.findall(draft.body))
-        for review in await self.list_reviews(pr):
-            body = str(review.get("body") or "")
-            if review.get("commit_id") != draft.head_sha or not self.is_ours(review):
-                continue
-            found = set(ANY_MARKER.findall(body))
-            if (markers and markers <= found) or (
-                not markers and body.startswith(truncate(draft.body, MAX_BODY))
-            ):
-                return int(review["id"])
-        return None
 
     # ---------------------------------------------------------------- review lifecycle (GraphQL)
 

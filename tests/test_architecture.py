@@ -226,13 +226,13 @@ def test_the_secret_set_lives_in_redact() -> None:
 # Only bot/publish/ writes to GitHub (issue 11): the client's write methods, by name, are used nowhere
 # else in bot/ (bot/github.py defines them, and its composite writes call its own on ``self``).
 GITHUB_WRITES = {
-    "post_review", "post_issue_comment", "post_file_comment", "create_check_run", "open_check_run",
+    "create_review", "post_issue_comment", "post_file_comment", "create_check_run", "open_check_run",
     "complete_check_run", "add_reaction", "resolve_review_thread", "minimize_comment",
 }  # fmt: skip
 
 
 def github_writes(source: str, *, own_self: bool = False) -> list[str]:
-    """Uses of a GitHub write method (``x.post_review(...)``, or the bound method passed on); with
+    """Uses of a GitHub write method (``x.create_review(...)``, or the bound method passed on); with
     ``own_self``, a class's calls of its own methods (``self.create_check_run``) are its own business."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
@@ -259,13 +259,17 @@ def test_only_bot_publish_writes_to_github() -> None:
 def test_the_github_write_scan_can_fail() -> None:
     source = (
         "async def f(gw, self):\n"
-        "    await gw.post_review(pr, draft)\n"
+        "    await gw.create_review(pr, sha, body, comments)\n"
         "    later = gw.add_reaction\n"
         "    await self.client.complete_check_run(pr, 1)\n"
         "    await self.create_check_run(pr, 'sha')\n"
         "    await gw.get_pull(pr)\n"
     )
     assert github_writes(source) == [
-        "2:post_review", "3:add_reaction", "4:complete_check_run", "5:create_check_run",
+        "2:create_review", "3:add_reaction", "4:complete_check_run", "5:create_check_run",
     ]  # fmt: skip
-    assert github_writes(source, own_self=True) == ["2:post_review", "3:add_reaction", "4:complete_check_run"]
+    assert github_writes(source, own_self=True) == [
+        "2:create_review",
+        "3:add_reaction",
+        "4:complete_check_run",
+    ]

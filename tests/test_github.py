@@ -27,6 +27,7 @@ from bot.github import (
     git_auth_header,
 )
 from bot.models import InlineComment, PullRequestRef, ReviewDraft, ReviewJob
+from bot.publish.review import post_review
 from bot.redact import SECRETS
 from tests.support.fake_github import FakeGitHub, FakePull, FakeRepo, FakeReviewComment
 from tests.support.gitrepo import GIT_ENV, GitRepo, init_repo
@@ -103,7 +104,7 @@ def test_k02_every_token_one_repo_explicit_permissions_and_revoked(world: World)
     world.gh.tokens.clear()
     world.gh.revoked.clear()
     info = world.run(lambda c: c.get_pull(world.job.pr))
-    review_id = world.run(lambda c: c.post_review(world.job.pr, world.draft()), write=True)
+    review_id = world.run(lambda c: post_review(c, world.job.pr, world.draft()), write=True)
     assert info.head_sha == world.pr.head_sha and info.labels == ("api",) and info.changed_files == 1
     assert review_id == world.gh.reviews[0].id
     bodies = [t.body for t in world.gh.tokens]
@@ -172,7 +173,7 @@ def test_k05_client_refuses_other_repository(world: World) -> None:
 
 def test_o08_review_is_comment_with_right_side_ranges(world: World) -> None:
     draft = world.draft((comment(5), comment(31, start=29)))
-    world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    world.run(lambda c: post_review(c, world.job.pr, draft), write=True)
     (review,) = world.gh.reviews
     assert review.event == "COMMENT" and review.commit_id == world.pr.head_sha
     assert review.comments[0] == {
@@ -187,7 +188,7 @@ def test_o08_review_is_comment_with_right_side_ranges(world: World) -> None:
 
 def test_o06_review_422_retried_once_without_inline_comments(world: World) -> None:
     draft = world.draft((comment(5, "good one"), comment(18, "outside any hunk")))
-    review_id = world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    review_id = world.run(lambda c: post_review(c, world.job.pr, draft), write=True)
     posts = world.gh.requests_to("POST", "/repos/octo-org/svc/pulls/1/reviews")
     assert [p.status for p in posts] == [422, 200]
     assert posts[1].json["comments"] == [] and posts[1].json["event"] == "COMMENT"
@@ -200,7 +201,7 @@ def test_o06_review_422_retried_once_without_inline_comments(world: World) -> No
 def test_review_half_success_detected_not_posted_twice(world: World) -> None:
     world.gh.fail_next("POST", "/repos/octo-org/svc/pulls/1/reviews", status=502, process=True)
     draft = world.draft((comment(5),))
-    review_id = world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    review_id = world.run(lambda c: post_review(c, world.job.pr, draft), write=True)
     assert len(world.gh.reviews) == 1 and world.gh.reviews[0].id == review_id
     assert len(world.gh.requests_to("POST", "/repos/octo-org/svc/pulls/1/reviews")) == 1
 
@@ -208,7 +209,7 @@ def test_review_half_success_detected_not_posted_twice(world: World) -> None:
 def test_review_transient_failure_without_review_raises(world: World) -> None:
     world.gh.fail_next("POST", "/repos/octo-org/svc/pulls/1/reviews", status=502)
     with pytest.raises(GitHubUnavailable):
-        world.run(lambda c: c.post_review(world.job.pr, world.draft((comment(5),))), write=True)
+        world.run(lambda c: post_review(c, world.job.pr, world.draft((comment(5),))), write=True)
     assert world.gh.reviews == []
 
 
@@ -221,13 +222,13 @@ def test_review_timeout_after_creation_detected(world: World) -> None:
         write_interval=0,
     )
     world.gh.fail_next("POST", "/repos/octo-org/svc/pulls/1/reviews", status=None, process=True, delay=1.0)
-    review_id = world.run(lambda c: c.post_review(world.job.pr, world.draft()), write=True)
+    review_id = world.run(lambda c: post_review(c, world.job.pr, world.draft()), write=True)
     assert [r.id for r in world.gh.reviews] == [review_id]
 
 
 def test_list_fingerprints_paginated(world: World) -> None:
     draft = world.draft(tuple(comment(5, f"c{i}") for i in range(105)))
-    world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    world.run(lambda c: post_review(c, world.job.pr, draft), write=True)
 
     async def both(c: GitHubClient) -> tuple[list[str], list[str]]:
         return await c.list_review_comment_bodies(world.job.pr), await c.list_review_bodies(world.job.pr)
@@ -458,7 +459,7 @@ FP_MARK = "<!-- backend-review fp=0123456789abcdef sha=0000000 -->"
 
 def _post_thread(world: World) -> int:
     draft = replace(world.draft((comment(5),)), comments=(replace(comment(5), body=f"finding\n{FP_MARK}"),))
-    world.run(lambda c: c.post_review(world.job.pr, draft), write=True)
+    world.run(lambda c: post_review(c, world.job.pr, draft), write=True)
     (root,) = world.gh.review_comments
     return root.id
 

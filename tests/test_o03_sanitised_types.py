@@ -18,6 +18,7 @@ from bot import formats, github, models, pipeline, workflow_commands
 from bot.publish import base, github_app
 from bot.publish import body as publish_body
 from bot.publish import ci as publish_ci
+from bot.publish import review as publish_review
 from bot.sanitize import Sanitised, SanitisedText
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
@@ -52,7 +53,7 @@ def test_o03_github_writes_take_only_sanitised_text() -> None:
     assert set(writes) >= {
         "post_issue_comment",
         "post_file_comment",
-        "post_review",
+        "create_review",
         "create_check_run",
         "open_check_run",
         "complete_check_run",
@@ -74,7 +75,10 @@ def test_o03_github_writes_take_only_sanitised_text() -> None:
     assert _hints(client.create_check_run)["name"] is SanitisedText
     assert _hints(client.open_check_run)["name"] is SanitisedText
     assert typing.get_origin(_hints(client.add_reaction)["content"]) is typing.Literal
-    assert _hints(client.post_review)["draft"] is models.ReviewDraft
+    review = _hints(client.create_review)
+    assert review["body"] is Sanitised
+    assert typing.get_args(review["comments"]) == (models.InlineComment,)
+    assert _hints(publish_review.post_review)["draft"] is models.ReviewDraft
 
 
 def test_o03_the_publishers_take_only_sanitised_text() -> None:

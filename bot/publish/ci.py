@@ -16,6 +16,7 @@ from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
 from bot.publish.base import CHECK_NAME, Published
 from bot.publish.history import resolve_outdated
+from bot.publish.review import post_review
 from bot.sanitize import plain_text, truncate
 from bot.workflow_commands import annotation
 
@@ -35,26 +36,26 @@ class CiPublisher:
     """The review and check run with the workflow's token, for one pull request head."""
 
     def __init__(
-        self, gh: GitHubClient, pr: PullRequestRef, head_sha: str, trigger: str, *, post_review: bool
+        self, gh: GitHubClient, pr: PullRequestRef, head_sha: str, trigger: str, *, with_review: bool
     ) -> None:
         self.gh = gh
         self.pr = pr
         self.head_sha = head_sha
         self.trigger = trigger
-        self.post_review = post_review
+        self.with_review = with_review
 
     async def publish(self, outcome: ReviewOutcome) -> Published:
         gh, draft = self.gh, outcome.draft
         done = Published()
         wants_review = bool(draft.comments or draft.file_comments or draft.findings)
-        if self.post_review and (wants_review or self.trigger in _REVIEW_TRIGGERS):
+        if self.with_review and (wants_review or self.trigger in _REVIEW_TRIGGERS):
             try:
-                done.review_id = await gh.post_review(self.pr, draft)
+                done.review_id = await post_review(gh, self.pr, draft)
                 for fc in draft.file_comments:
                     await gh.post_file_comment(self.pr, self.head_sha, fc.path, fc.body)
             except GitHubForbidden:
                 done.refused.append("review")
-        if self.post_review and "review" not in done.refused:
+        if self.with_review and "review" not in done.refused:
             # a full review (merge base..head): earlier threads whose finding is gone get resolved
             await resolve_outdated(gh, self.pr, outcome.scope())
         try:

@@ -24,6 +24,7 @@ from bot.publish.base import CHECK_NAME, Published
 from bot.publish.body import marked
 from bot.publish.history import resolve_outdated
 from bot.publish.markers import SIZE_GATE_MARKER, job_marker
+from bot.publish.review import post_review
 from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text
 from bot.tokens import JobTokens
 
@@ -156,8 +157,8 @@ class AppPublisher:
             if self.attempt > 1:
                 done.review_id = await self._own_review(gw, marker)
             if done.review_id is None:
-                done.review_id = await gw.post_review(
-                    job.pr, dataclasses.replace(draft, body=marked(draft.body, marker))
+                done.review_id = await post_review(
+                    gw, job.pr, dataclasses.replace(draft, body=marked(draft.body, marker))
                 )
             for fc in draft.file_comments:
                 await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
