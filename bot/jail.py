@@ -120,18 +120,26 @@ def list_fd(fd: int) -> list[tuple[str, str]]:
     return out
 
 
+def _open_head(root: str | Path, path: str) -> tuple[int, os.stat_result] | None:
+    """:func:`open_beneath` for a repository path; None when the jail refuses it or it is missing."""
+    parts = repo_parts(path)
+    if parts is None:
+        return None
+    try:
+        return open_beneath(root, parts)
+    except (Refused, OSError):
+        return None
+
+
 def read_head_file(root: str | Path, path: str, limit: int | None = None) -> bytes | None:
     """The head file ``path`` (a repository path), or None when the jail refuses it or it is missing.
 
     Without ``limit`` a file over :data:`MAX_HEAD_FILE_BYTES` is None; with it, its first ``limit`` bytes.
     """
-    parts = repo_parts(path)
-    if parts is None:
+    opened = _open_head(root, path)
+    if opened is None:
         return None
-    try:
-        fd, st = open_beneath(root, parts)
-    except (Refused, OSError):
-        return None
+    fd, st = opened
     try:
         if not stat.S_ISREG(st.st_mode) or (limit is None and st.st_size > MAX_HEAD_FILE_BYTES):
             return None
@@ -142,13 +150,10 @@ def read_head_file(root: str | Path, path: str, limit: int | None = None) -> byt
 
 def head_file_size(root: str | Path, path: str) -> int | None:
     """The size of the head file ``path``, or None when the jail refuses it or it is missing."""
-    parts = repo_parts(path)
-    if parts is None:
+    opened = _open_head(root, path)
+    if opened is None:
         return None
-    try:
-        fd, st = open_beneath(root, parts)
-    except (Refused, OSError):
-        return None
+    fd, st = opened
     os.close(fd)
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.formats import check_annotations, to_markdown
+from bot.formats import to_markdown
 from bot.github import GitHubClient, GitHubForbidden
 from bot.models import PullRequestRef, ReviewDraft, Severity
 from bot.pipeline import ReviewOutcome
 from bot.publish.base import CHECK_NAME, Published
 from bot.publish.history import resolve_outdated
-from bot.publish.review import post_review
+from bot.publish.review import complete_check, post_file_comments, post_review
 from bot.sanitize import plain_text, truncate
 from bot.workflow_commands import annotation
 
@@ -51,8 +51,7 @@ class CiPublisher:
         if self.with_review and (wants_review or self.trigger in _REVIEW_TRIGGERS):
             try:
                 done.review_id = await post_review(gh, self.pr, draft)
-                for fc in draft.file_comments:
-                    await gh.post_file_comment(self.pr, self.head_sha, fc.path, fc.body)
+                await post_file_comments(gh, self.pr, self.head_sha, draft)
             except GitHubForbidden:
                 done.refused.append("review")
         if self.with_review and "review" not in done.refused:
@@ -63,14 +62,7 @@ class CiPublisher:
         except GitHubForbidden:
             done.refused.append("check run")
         else:
-            await gh.complete_check_run(
-                self.pr,
-                done.check_id,
-                conclusion=outcome.conclusion,
-                title=draft.check_title or CHECK_NAME,
-                summary=draft.check_summary or draft.body,
-                annotations=check_annotations(draft),
-            )
+            await complete_check(gh, self.pr, done.check_id, outcome)
         return done
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from bot import metrics
 from bot.errors import Superseded
 from bot.events import RERUN_ACTION
-from bot.formats import check_annotations
 from bot.github import CheckAction, GitHubClient, PullInfo, Reaction
 from bot.log import get_logger
 from bot.models import JobPlan, PullRequestRef, ReviewJob
@@ -24,7 +23,7 @@ from bot.publish.base import CHECK_NAME, Published
 from bot.publish.body import marked
 from bot.publish.history import resolve_outdated
 from bot.publish.markers import SIZE_GATE_MARKER, job_marker
-from bot.publish.review import post_review
+from bot.publish.review import complete_check, post_file_comments, post_review
 from bot.sanitize import Sanitised, SanitisedText, code_span, compose, plain_text
 from bot.tokens import JobTokens
 
@@ -160,20 +159,11 @@ class AppPublisher:
                 done.review_id = await post_review(
                     gw, job.pr, dataclasses.replace(draft, body=marked(draft.body, marker))
                 )
-            for fc in draft.file_comments:
-                await gw.post_file_comment(job.pr, job.head_sha, fc.path, fc.body)
+            await post_file_comments(gw, job.pr, job.head_sha, draft)
             metrics.review_posted(draft.findings)
         # earlier findings this head no longer has: their threads resolved (never raises)
         await resolve_outdated(gw, job.pr, outcome.scope(focused=self.focused))
-        await gw.complete_check_run(
-            job.pr,
-            check.id,
-            conclusion=outcome.conclusion,
-            title=draft.check_title or CHECK_NAME,
-            summary=draft.check_summary or draft.body,
-            annotations=check_annotations(draft),
-            actions=[RERUN_BUTTON],
-        )
+        await complete_check(gw, job.pr, check.id, outcome, actions=[RERUN_BUTTON])
         await self.react("+1")
         return done
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.errors import GitHubUnavailable
-from bot.github import GitHubClient, GitHubUnprocessable
+from bot.formats import check_annotations
+from bot.github import CheckAction, GitHubClient, GitHubUnprocessable
 from bot.log import get_logger
 from bot.models import InlineComment, PullRequestRef, ReviewDraft
+from bot.pipeline import ReviewOutcome
+from bot.publish.base import CHECK_NAME
 from bot.publish.body import MAX_BODY, fold_comments
 from bot.publish.markers import ANY_MARKER
 from bot.sanitize import Sanitised, truncate
@@ -68,4 +71,30 @@ async def find_review(gh: GitHubClient, pr: PullRequestRef, draft: ReviewDraft) 
     return None
 
 
-__all__ = ["find_review", "post_review"]
+async def post_file_comments(gh: GitHubClient, pr: PullRequestRef, head_sha: str, draft: ReviewDraft) -> None:
+    """Findings on files whose lines GitHub would not anchor: one file-level comment each."""
+    for fc in draft.file_comments:
+        await gh.post_file_comment(pr, head_sha, fc.path, fc.body)
+
+
+async def complete_check(
+    gh: GitHubClient,
+    pr: PullRequestRef,
+    check_id: int,
+    outcome: ReviewOutcome,
+    actions: Sequence[CheckAction] = (),
+) -> None:
+    """The check run completed from the review: the conclusion code computed, the summary, annotations."""
+    draft = outcome.draft
+    await gh.complete_check_run(
+        pr,
+        check_id,
+        conclusion=outcome.conclusion,
+        title=draft.check_title or CHECK_NAME,
+        summary=draft.check_summary or draft.body,
+        annotations=check_annotations(draft),
+        actions=actions,
+    )
+
+
+__all__ = ["complete_check", "find_review", "post_file_comments", "post_review"]
